@@ -1,0 +1,91 @@
+"""Alembic's async environment: the URL from service.config, the metadata of all models."""
+
+import asyncio
+from logging.config import fileConfig
+from typing import Any, Literal
+
+from alembic import context
+from alembic.autogenerate.api import AutogenContext
+from alembic.util import CommandError
+from sqlalchemy import Connection, text
+
+from service import models  # noqa: F401 - registers every table on Base.metadata
+from service.config import ConfigError, Settings, load_settings
+from service.db import Base, UTCDateTime, create_migration_engine
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+# Any fixed number works; every migration run on one database takes the same lock.
+MIGRATION_LOCK_ID = 0x5EB71CE
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None  # printed as one "FAILED: ..." line
+
+
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    # Our TypeDecorator is a Python-side detail; the column is a plain timestamptz.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def _configure(**kwargs: Any) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        compare_type=True,
+        render_item=_render_item,
+        **kwargs,
+    )
+
+
+def run_migrations_offline() -> None:
+    """Emit SQL instead of running it (`alembic upgrade head --sql`)."""
+    _configure(
+        url=_settings().database_url, literal_binds=True, dialect_opts={"paramstyle": "named"}
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    # Batch mode lets SQLite, which has little ALTER TABLE, recreate a table instead.
+    _configure(connection=connection, render_as_batch=sqlite)
+    with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Alembic has no lock of its own: concurrent upgrades queue here, and each then
+            # reads the version table afresh. Released when the transaction ends.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    engine = create_migration_engine(_settings())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    # Tests (and other code) may pass an open connection, as in Alembic's cookbook.
+    connection = config.attributes.get("connection")
+    if connection is None:
+        asyncio.run(run_async_migrations())
+    else:
+        do_run_migrations(connection)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

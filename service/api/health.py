@@ -1,0 +1,86 @@
+import logging
+from pathlib import Path
+from typing import Literal
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.config import ConfigError
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Live(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ok"] = "ok"
+    database: Literal["ok"] = "ok"
+    revision: str
+
+
+class NotReady(BaseModel):
+    status: Literal["error"] = "error"
+    detail: str
+
+
+def migration_head(alembic_ini: str) -> str:
+    """The head revision of the migration scripts, read once at start-up."""
+    path = Path(alembic_ini)
+    if not path.is_file():
+        # An editable install run from elsewhere still finds the project's own alembic.ini.
+        path = Path(__file__).resolve().parents[2] / "alembic.ini"
+    if not path.is_file():
+        raise ConfigError(
+            f"ALEMBIC_CONFIG: {alembic_ini} not found; run from the project root or set it"
+        )
+    head = ScriptDirectory.from_config(Config(path)).get_current_head()
+    if head is None:
+        raise ConfigError(f"ALEMBIC_CONFIG: {path} has no migrations")
+    return head
+
+
+@router.get("/live", summary="The process is up (no database access)")
+async def live() -> Live:
+    return Live()
+
+
+def _current_revisions(connection: Connection) -> tuple[str, ...]:
+    return MigrationContext.configure(connection).get_current_heads()
+
+
+@router.get(
+    "",
+    response_model=Ready,
+    summary="The database is reachable and migrated to head",
+    responses={503: {"model": NotReady, "description": "Database down or not migrated"}},
+)
+async def ready(request: Request) -> Ready | JSONResponse:
+    head: str = request.app.state.migration_head
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    try:
+        async with sessionmaker() as session:
+            connection = await session.connection()
+            current = await connection.run_sync(_current_revisions)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("health check: database unavailable (%s)", type(exc).__name__)
+        return _not_ready("database unavailable")
+    if current != (head,):
+        found = ", ".join(current) or "none"
+        return _not_ready(
+            f"database is at revision {found}, code expects {head}; run `alembic upgrade head`"
+        )
+    return Ready(revision=head)
+
+
+def _not_ready(detail: str) -> JSONResponse:
+    return JSONResponse(NotReady(detail=detail).model_dump(), status_code=503)

@@ -1,0 +1,57 @@
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from service import items
+from service.api.deps import CursorQuery, ItemDep, ItemId, Limit, SessionDep, UserId
+from service.schemas import ItemCreate, ItemRead, ItemUpdate, Page, encode_cursor
+
+router = APIRouter(tags=["items"])
+
+_404_user: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
+_404_item: dict[int | str, dict[str, Any]] = {404: {"description": "No such item"}}
+
+
+@router.post(
+    "/users/{user_id}/items",
+    status_code=status.HTTP_201_CREATED,
+    responses=_404_user,
+    summary="Create an item owned by a user",
+)
+async def create_item(
+    user_id: UserId, data: ItemCreate, session: SessionDep, response: Response
+) -> ItemRead:
+    item = await items.create_item(session, owner_id=user_id, data=data)
+    response.headers["Location"] = f"/items/{item.id}"
+    return ItemRead.model_validate(item)
+
+
+@router.get("/users/{user_id}/items", responses=_404_user, summary="List a user's items")
+async def list_items(
+    user_id: UserId, session: SessionDep, limit: Limit = 50, cursor: CursorQuery = None
+) -> Page[ItemRead]:
+    page, after = await items.list_items(session, owner_id=user_id, after=cursor, limit=limit)
+    return Page[ItemRead](
+        items=[ItemRead.model_validate(i) for i in page],
+        next_cursor=None if after is None else encode_cursor(after),
+    )
+
+
+@router.get("/items/{item_id}", responses=_404_item, summary="Get an item")
+async def get_item(item: ItemDep) -> ItemRead:
+    return ItemRead.model_validate(item)
+
+
+@router.patch("/items/{item_id}", responses=_404_item, summary="Change some of an item's fields")
+async def update_item(item: ItemDep, data: ItemUpdate, session: SessionDep) -> ItemRead:
+    return ItemRead.model_validate(await items.update_item(session, item=item, data=data))
+
+
+@router.delete(
+    "/items/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_404_item,
+    summary="Delete an item",
+)
+async def delete_item(item_id: ItemId, session: SessionDep) -> None:
+    await items.delete_item(session, item_id)

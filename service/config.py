@@ -1,0 +1,62 @@
+"""Settings read from the environment, and the one place DATABASE_URL is normalised."""
+
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+asyncpg"}
+_SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message is one line, safe to print (no password)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    DATABASE_URL: str = "sqlite+aiosqlite:///./app.db"
+    DB_POOL_SIZE: int = Field(default=5, ge=1)
+    DB_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    DB_POOL_TIMEOUT: float = Field(default=10, gt=0)
+    DB_CONNECT_TIMEOUT: float = Field(default=5, gt=0)
+    DB_STATEMENT_TIMEOUT: float = Field(default=30, ge=0)
+    DB_ECHO: bool = False
+    LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @property
+    def database_url(self) -> URL:
+        return normalize_database_url(self.DATABASE_URL)
+
+
+def normalize_database_url(raw: str) -> URL:
+    """Map the accepted URL schemes onto the async drivers; refuse anything else."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL (expected postgresql://... or sqlite:///...)"
+        ) from None
+    if url.drivername in _POSTGRES_SCHEMES:
+        return url.set(drivername="postgresql+asyncpg")
+    if url.drivername in _SQLITE_SCHEMES:
+        return url.set(drivername="sqlite+aiosqlite")
+    raise ConfigError(
+        f"DATABASE_URL has unsupported scheme {url.drivername!r} in "
+        f"{url.render_as_string(hide_password=True)}; use postgresql+asyncpg:// or sqlite+aiosqlite://"
+    )
+
+
+def load_settings() -> Settings:
+    """Read and check the settings; every problem becomes one ConfigError line."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # pydantic's own message echoes the input, which may hold a password.
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from None
+    settings.database_url  # noqa: B018 - validate the URL now, not on the first request
+    return settings

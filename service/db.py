@@ -1,0 +1,123 @@
+"""Declarative base with a naming convention, and the engine and session factories."""
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import DateTime, Dialect, MetaData, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.types import TypeDecorator
+
+from service.config import Settings
+
+# Named constraints let Alembic drop and alter them by name, on SQLite (batch mode) too.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them without an offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.database_url
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, echo=settings.DB_ECHO)
+        _sqlite_hooks(engine, _SQLITE_APP_PRAGMAS)
+        return engine
+    server_settings = {"application_name": "service"}
+    if settings.DB_STATEMENT_TIMEOUT:
+        server_settings["statement_timeout"] = str(int(settings.DB_STATEMENT_TIMEOUT * 1000))
+    return create_async_engine(
+        url,
+        echo=settings.DB_ECHO,
+        pool_size=settings.DB_POOL_SIZE,
+        max_overflow=settings.DB_MAX_OVERFLOW,
+        pool_timeout=settings.DB_POOL_TIMEOUT,
+        # A connection broken by a database restart is replaced instead of failing a request.
+        pool_pre_ping=True,
+        connect_args={"timeout": settings.DB_CONNECT_TIMEOUT, "server_settings": server_settings},
+    )
+
+
+def create_migration_engine(settings: Settings) -> AsyncEngine:
+    """A pool-less engine for Alembic (one connection, closed when the run ends)."""
+    url = settings.database_url
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, poolclass=NullPool)
+        # Foreign keys stay off: batch mode recreates tables, and dropping the old copy of a
+        # referenced table with them on would cascade-delete the referencing rows.
+        _sqlite_hooks(engine, (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",))
+        return engine
+    return create_async_engine(
+        url, poolclass=NullPool, connect_args={"timeout": settings.DB_CONNECT_TIMEOUT}
+    )
+
+
+def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(bind, expire_on_commit=False)
+
+
+_SQLITE_APP_PRAGMAS = (
+    "foreign_keys=ON",
+    # WAL lets readers run beside the one writer; busy_timeout makes writers queue.
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+)
+
+
+def _sqlite_hooks(engine: AsyncEngine, pragmas: tuple[str, ...]) -> None:
+    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # SQLAlchemy, not the sqlite3 module, emits BEGIN (see _sqlite_on_begin): this makes
+        # SAVEPOINT and transactional DDL work, as SQLAlchemy's SQLite docs recommend.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # Writers take the write lock up front (BEGIN IMMEDIATE) so they queue on busy_timeout
+    # instead of failing with "database is locked" when a read lock cannot be upgraded.
+    mode = "IMMEDIATE" if conn.get_execution_options().get("sqlite_write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")

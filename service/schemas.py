@@ -1,0 +1,143 @@
+"""Request and response models (pydantic v2), and the opaque pagination cursor."""
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+T = TypeVar("T")
+
+MAX_ID = 2**63 - 1
+MAX_CURSOR_LENGTH = 200
+
+
+def _no_nul(value: str) -> str:
+    # Postgres cannot store NUL in text; refuse it on every backend alike.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_no_nul),
+]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+]
+Description = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
+Email = Annotated[
+    EmailStr, StringConstraints(max_length=320), AfterValidator(lambda v: _no_nul(v.lower()))
+]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PatchModel(RequestModel):
+    """Partial update: omitted fields stay as they are; `null` only where a field allows it."""
+
+    nullable_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable_fields:
+            raise ValueError("may not be null")
+        return value
+
+
+class UserCreate(RequestModel):
+    email: Email
+    name: Name
+
+
+class UserUpdate(PatchModel):
+    email: Email | SkipJsonSchema[None] = None
+    name: Name | SkipJsonSchema[None] = None
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemCreate(RequestModel):
+    title: Title
+    description: Description | None = None
+
+
+class ItemUpdate(PatchModel):
+    nullable_fields = frozenset({"description"})
+
+    title: Title | SkipJsonSchema[None] = None
+    description: Description | None = None
+
+
+class ItemRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    owner_id: int
+    title: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+def encode_cursor(after_id: int) -> str:
+    raw = json.dumps({"after": after_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode_cursor(value: Any) -> int:
+    error = ValueError("invalid cursor; pass the next_cursor of a previous page")
+    if not isinstance(value, str) or len(value) > MAX_CURSOR_LENGTH:
+        raise error
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise error from None
+    after = data.get("after") if isinstance(data, dict) else None
+    if type(after) is not int or not 0 <= after <= MAX_ID:
+        raise error
+    return after
+
+
+Cursor = Annotated[
+    int,
+    PlainValidator(_decode_cursor),
+    WithJsonSchema({"type": "string", "maxLength": MAX_CURSOR_LENGTH}),
+]

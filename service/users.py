@@ -1,0 +1,67 @@
+"""User queries and rules. Flushes, never commits: the request owns the transaction."""
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.errors import Conflict, NotFound
+from service.models import User
+from service.schemas import UserCreate, UserUpdate
+
+
+def _duplicate_email(exc: IntegrityError) -> bool:
+    # Postgres names the constraint; SQLite names the column.
+    message = str(exc.orig)
+    return "uq_users_email" in message or "users.email" in message
+
+
+async def _flush_user(session: AsyncSession, email: str) -> None:
+    # The unique constraint decides, so two concurrent requests cannot both win.
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if _duplicate_email(exc):
+            raise Conflict(f"a user with email {email!r} already exists") from None
+        raise
+
+
+async def create_user(session: AsyncSession, *, data: UserCreate) -> User:
+    user = User(email=data.email, name=data.name)
+    session.add(user)
+    await _flush_user(session, data.email)
+    return user
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+async def list_users(
+    session: AsyncSession, *, after: int | None, limit: int
+) -> tuple[list[User], int | None]:
+    """One page in id order, and the id to continue after (None on the last page)."""
+    query = select(User).order_by(User.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(User.id > after)
+    users = list((await session.scalars(query)).all())
+    if len(users) > limit:
+        return users[:limit], users[limit - 1].id
+    return users, None
+
+
+async def update_user(session: AsyncSession, *, user: User, data: UserUpdate) -> User:
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        setattr(user, field, value)
+    await _flush_user(session, changes.get("email", user.email))
+    return user
+
+
+async def delete_user(session: AsyncSession, user_id: int) -> None:
+    # The database deletes the user's items (ON DELETE CASCADE), on SQLite too.
+    result = await session.execute(delete(User).where(User.id == user_id))
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound(f"user {user_id} not found")

@@ -1,0 +1,188 @@
+"""Fixtures: one migrated database per backend and run, and each test in a rolled-back transaction.
+
+Every API test runs on SQLite and on Postgres (`backend` is parametrised). Postgres comes from
+TEST_POSTGRES_URL, a server URL: the tests create and drop their own databases in it.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+
+from service.config import Settings, normalize_database_url
+from service.db import create_engine, create_migration_engine
+from service.main import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+ALEMBIC_INI = str(ROOT / "alembic.ini")
+BACKENDS = ["sqlite", "postgres"]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    server: URL | None  # the Postgres server to create databases in; None for SQLite
+
+
+def _unavailable(reason: str) -> None:
+    # Locally a missing Postgres skips its tests; in CI it must fail the run.
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> URL:
+    raw = os.environ.get("TEST_POSTGRES_URL")
+    if not raw:
+        _unavailable("TEST_POSTGRES_URL is not set, so the Postgres tests cannot run")
+    assert raw is not None
+    url = normalize_database_url(raw)
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(**_asyncpg_args(url), timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError) as exc:
+        _unavailable(f"Postgres at TEST_POSTGRES_URL is unreachable ({type(exc).__name__}: {exc})")
+    return url
+
+
+def _asyncpg_args(url: URL) -> dict[str, Any]:
+    return {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "database": url.database,
+    }
+
+
+@asynccontextmanager
+async def empty_database(backend: Backend, tmp_path: Path) -> AsyncIterator[URL]:
+    """A new, empty database of the given backend, dropped afterwards."""
+    if backend.server is None:
+        yield normalize_database_url(f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}")
+        return
+    server = backend.server
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(**_asyncpg_args(server))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield server.set(database=name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def settings_for(url: URL, **overrides: Any) -> Settings:
+    return Settings(DATABASE_URL=url.render_as_string(hide_password=False), **overrides)
+
+
+def alembic_config() -> Config:
+    config = Config(ALEMBIC_INI)
+    config.attributes["configure_logger"] = False
+    return config
+
+
+async def run_alembic(url: URL, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run an Alembic command on one connection, as the cookbook's connection-sharing recipe."""
+    engine = create_migration_engine(settings_for(url))
+    try:
+        async with engine.begin() as conn:
+
+            def run(sync_conn: Connection) -> Any:
+                config = alembic_config()
+                config.attributes["connection"] = sync_conn
+                return fn(config, *args, **kwargs)
+
+            return await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def migrate(url: URL, revision: str = "head") -> None:
+    await run_alembic(url, command.upgrade, revision)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", None)
+    return Backend("postgres", request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture(scope="session")
+async def migrated_engine(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AsyncEngine]:
+    """The database of this run for one backend, built by the real migrations."""
+    async with empty_database(backend, tmp_path_factory.mktemp(backend.name)) as url:
+        await migrate(url)
+        engine = create_engine(settings_for(url))
+        yield engine
+        await engine.dispose()
+
+
+@pytest.fixture
+async def connection(migrated_engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction that is rolled back after the test."""
+    async with migrated_engine.connect() as conn:
+        transaction = await conn.begin()
+        yield conn
+        await transaction.rollback()
+
+
+@pytest.fixture
+def app(connection: AsyncConnection) -> FastAPI:
+    url = connection.engine.url
+    app = create_app(settings_for(url), alembic_ini=ALEMBIC_INI)
+    # Each request's commit releases a SAVEPOINT inside the test's transaction.
+    app.state.sessionmaker = async_sessionmaker(
+        connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+    return app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+def make_user(client: httpx.AsyncClient) -> Callable[..., Any]:
+    async def make(email: str | None = None, name: str = "Ada") -> dict[str, Any]:
+        email = email or f"{uuid.uuid4().hex[:10]}@example.com"
+        response = await client.post("/users", json={"email": email, "name": name})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return make
+
+
+@pytest.fixture
+def chdir_root() -> Iterator[None]:
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    yield
+    os.chdir(cwd)

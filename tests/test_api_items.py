@@ -1,0 +1,121 @@
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+
+async def test_create_item_returns_201_with_location(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+
+    response = await client.post(f"/users/{user['id']}/items", json={"title": " Lamp "})
+
+    assert response.status_code == 201
+    item = response.json()
+    assert response.headers["location"] == f"/items/{item['id']}"
+    assert item["owner_id"] == user["id"]
+    assert item["title"] == "Lamp"
+    assert item["description"] is None
+    assert (await client.get(f"/items/{item['id']}")).json() == item
+
+
+async def test_create_item_for_missing_user_returns_404(client: httpx.AsyncClient) -> None:
+    response = await client.post("/users/987654321/items", json={"title": "Orphan"})
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "user 987654321 not found"}
+
+
+async def test_get_missing_item_returns_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/987654321")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "item 987654321 not found"}
+
+
+async def test_patch_item_sets_and_clears_description(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    item = (
+        await client.post(f"/users/{user['id']}/items", json={"title": "T", "description": "d"})
+    ).json()
+
+    cleared = await client.patch(f"/items/{item['id']}", json={"description": None})
+    renamed = await client.patch(f"/items/{item['id']}", json={"title": "New"})
+
+    assert cleared.status_code == 200
+    assert cleared.json()["description"] is None
+    assert renamed.json()["title"] == "New"
+    assert renamed.json()["description"] is None
+
+
+async def test_patch_missing_item_returns_404(client: httpx.AsyncClient) -> None:
+    response = await client.patch("/items/987654321", json={"title": "X"})
+
+    assert response.status_code == 404
+
+
+async def test_delete_item_returns_204_then_404(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    item = (await client.post(f"/users/{user['id']}/items", json={"title": "T"})).json()
+
+    assert (await client.delete(f"/items/{item['id']}")).status_code == 204
+    assert (await client.get(f"/items/{item['id']}")).status_code == 404
+    assert (await client.delete(f"/items/{item['id']}")).status_code == 404
+
+
+async def test_list_items_walks_only_that_users_items(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    owner, other = await make_user(), await make_user()
+    mine = [
+        (await client.post(f"/users/{owner['id']}/items", json={"title": f"t{n}"})).json()["id"]
+        for n in range(5)
+    ]
+    await client.post(f"/users/{other['id']}/items", json={"title": "not mine"})
+
+    seen: list[int] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get(f"/users/{owner['id']}/items", params=params)).json()
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == mine
+
+
+async def test_list_items_of_missing_user_returns_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/users/987654321/items")
+
+    assert response.status_code == 404
+
+
+async def test_list_items_of_user_without_items_is_empty(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+
+    response = await client.get(f"/users/{user['id']}/items")
+
+    assert response.status_code == 200
+    assert response.json() == {"items": [], "next_cursor": None}
+
+
+async def test_delete_user_deletes_their_items(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    owner, other = await make_user(), await make_user()
+    owned = (await client.post(f"/users/{owner['id']}/items", json={"title": "a"})).json()
+    kept = (await client.post(f"/users/{other['id']}/items", json={"title": "b"})).json()
+
+    assert (await client.delete(f"/users/{owner['id']}")).status_code == 204
+
+    assert (await client.get(f"/items/{owned['id']}")).status_code == 404
+    assert (await client.get(f"/items/{kept['id']}")).status_code == 200

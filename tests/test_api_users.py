@@ -1,0 +1,164 @@
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+
+def _aware_utc(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    offset = parsed.utcoffset()
+    assert offset is not None
+    assert offset.total_seconds() == 0
+    return parsed
+
+
+async def test_create_user_returns_201_with_location(client: httpx.AsyncClient) -> None:
+    response = await client.post("/users", json={"email": "Ada@Example.COM", "name": "  Ada  "})
+
+    assert response.status_code == 201
+    user = response.json()
+    assert response.headers["location"] == f"/users/{user['id']}"
+    assert user["email"] == "ada@example.com"
+    assert user["name"] == "Ada"
+    created = _aware_utc(user["created_at"])
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 60
+    assert _aware_utc(user["updated_at"]) == created
+
+
+async def test_get_user_returns_the_stored_user(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user(email="grace@example.com", name="Grace")
+
+    response = await client.get(f"/users/{user['id']}")
+
+    assert response.status_code == 200
+    assert response.json() == user
+
+
+async def test_get_missing_user_returns_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/users/987654321")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "user 987654321 not found"}
+
+
+@pytest.mark.parametrize("email", ["dup@example.com", "DUP@example.com", "Dup@Example.Com"])
+async def test_create_user_with_taken_email_returns_409(
+    client: httpx.AsyncClient, make_user: Callable[..., Any], email: str
+) -> None:
+    await make_user(email="dup@example.com")
+
+    response = await client.post("/users", json={"email": email, "name": "Other"})
+
+    assert response.status_code == 409
+    assert "already exists" in response.json()["detail"]
+    listed = (await client.get("/users")).json()["items"]
+    assert [u["email"] for u in listed].count("dup@example.com") == 1
+
+
+async def test_patch_user_changes_only_given_fields(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user(email="before@example.com", name="Before")
+
+    response = await client.patch(f"/users/{user['id']}", json={"name": "After"})
+
+    assert response.status_code == 200
+    changed = response.json()
+    assert changed["name"] == "After"
+    assert changed["email"] == "before@example.com"
+    assert changed["created_at"] == user["created_at"]
+    assert _aware_utc(changed["updated_at"]) >= _aware_utc(user["updated_at"])
+    assert (await client.get(f"/users/{user['id']}")).json() == changed
+
+
+async def test_patch_user_to_taken_email_returns_409(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    await make_user(email="taken@example.com")
+    user = await make_user(email="mine@example.com")
+
+    response = await client.patch(f"/users/{user['id']}", json={"email": "TAKEN@example.com"})
+
+    assert response.status_code == 409
+    assert (await client.get(f"/users/{user['id']}")).json()["email"] == "mine@example.com"
+
+
+async def test_patch_user_to_own_email_succeeds(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user(email="same@example.com")
+
+    response = await client.patch(f"/users/{user['id']}", json={"email": "SAME@example.com"})
+
+    assert response.status_code == 200
+    assert response.json()["email"] == "same@example.com"
+
+
+async def test_patch_missing_user_returns_404(client: httpx.AsyncClient) -> None:
+    response = await client.patch("/users/987654321", json={"name": "X"})
+
+    assert response.status_code == 404
+
+
+async def test_delete_user_returns_204_then_404(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+
+    response = await client.delete(f"/users/{user['id']}")
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert (await client.get(f"/users/{user['id']}")).status_code == 404
+    assert (await client.delete(f"/users/{user['id']}")).status_code == 404
+
+
+async def test_list_users_walks_every_page_in_id_order(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    created = [await make_user(name=f"User {n}") for n in range(7)]
+
+    seen: list[int] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 3}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = await client.get("/users", params=params)
+        assert response.status_code == 200
+        page = response.json()
+        assert len(page["items"]) <= 3
+        seen += [u["id"] for u in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == sorted(u["id"] for u in created)
+    assert pages == 3
+
+
+async def test_list_users_defaults_to_50(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    for _ in range(51):
+        await make_user()
+
+    page = (await client.get("/users")).json()
+
+    assert len(page["items"]) == 50
+    assert page["next_cursor"] is not None
+    rest = (await client.get("/users", params={"cursor": page["next_cursor"]})).json()
+    assert len(rest["items"]) == 1
+    assert rest["next_cursor"] is None
+
+
+async def test_list_users_when_empty_returns_no_cursor(client: httpx.AsyncClient) -> None:
+    response = await client.get("/users")
+
+    assert response.json() == {"items": [], "next_cursor": None}
