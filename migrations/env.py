@@ -37,11 +37,20 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     return False
 
 
+def _skip_empty_revision(_context: Any, _revision: Any, directives: list[Any]) -> None:
+    # `revision --autogenerate` with nothing to do writes no file (Alembic's cookbook).
+    autogenerate = getattr(config.cmd_opts, "autogenerate", False)
+    if autogenerate and directives[0].upgrade_ops.is_empty():
+        directives[:] = []
+        print("No changes in schema detected; no migration written.")
+
+
 def _configure(**kwargs: Any) -> None:
     context.configure(
         target_metadata=target_metadata,
         compare_type=True,
         render_item=_render_item,
+        process_revision_directives=_skip_empty_revision,
         **kwargs,
     )
 

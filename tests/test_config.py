@@ -1,0 +1,80 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.config import ConfigError, Settings, load_settings, normalize_database_url
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db:5432/app", "postgresql+asyncpg://u:p@db:5432/app"),
+        ("postgresql://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
+        ("postgresql+psycopg2://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
+        ("postgresql+asyncpg://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
+        ("sqlite:///./app.db", "sqlite+aiosqlite:///./app.db"),
+        ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
+    ],
+)
+def test_normalize_database_url_maps_schemes_to_async_drivers(given: str, expected: str) -> None:
+    assert normalize_database_url(given).render_as_string(hide_password=False) == expected
+
+
+def test_normalize_database_url_decodes_special_characters_in_password() -> None:
+    url = normalize_database_url("postgresql://user:p%25%40%3A%2Fw@db/app")
+
+    assert url.password == "p%@:/w"
+
+
+@pytest.mark.parametrize("given", ["mysql://u:s3cret@db/app", "not a url", "http://u:s3cret@x/"])
+def test_normalize_database_url_rejects_other_schemes_without_password(given: str) -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL") as caught:
+        normalize_database_url(given)
+
+    assert "s3cret" not in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_settings_default_to_sqlite_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    settings = Settings()
+
+    assert settings.database_url.render_as_string() == "sqlite+aiosqlite:///./app.db"
+    assert (settings.DB_POOL_SIZE, settings.DB_MAX_OVERFLOW, settings.DB_POOL_TIMEOUT) == (
+        5,
+        10,
+        10,
+    )
+
+
+def test_load_settings_reports_bad_values_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_POOL_SIZE", "many")
+
+    with pytest.raises(ConfigError, match="DB_POOL_SIZE") as caught:
+        load_settings()
+
+    assert "\n" not in str(caught.value)
+
+
+def test_server_start_with_bad_url_prints_one_line_without_traceback() -> None:
+    env = os.environ | {"DATABASE_URL": "mysql://app:s3cret-pw@db/app"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "service.main:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: DATABASE_URL")
+    assert "s3cret-pw" not in result.stderr + result.stdout

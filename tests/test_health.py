@@ -1,0 +1,101 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+from fastapi import FastAPI
+from sqlalchemy.engine import URL
+
+from service.db import create_engine, create_sessionmaker
+from service.main import create_app
+from tests.conftest import (
+    ALEMBIC_INI,
+    Backend,
+    alembic_config,
+    empty_database,
+    migrate,
+    settings_for,
+)
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def test_health_reports_database_ok_and_head_revision(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "revision": HEAD}
+
+
+@asynccontextmanager
+async def served(url: URL) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for an app on its own engine, as uvicorn would run it (lifespan included)."""
+    app = create_app(
+        settings_for(url, DB_CONNECT_TIMEOUT=2, DB_POOL_TIMEOUT=2), alembic_ini=ALEMBIC_INI
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture
+async def fresh_url(backend: Backend, tmp_path: Path) -> AsyncIterator[URL]:
+    async with empty_database(backend, tmp_path) as url:
+        yield url
+
+
+async def test_health_on_unmigrated_database_returns_503_saying_upgrade(fresh_url: URL) -> None:
+    async with served(fresh_url) as client:
+        response = await client.get("/health")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "error"
+    assert "alembic upgrade head" in body["detail"]
+
+
+async def test_health_on_database_behind_head_returns_503_naming_revisions(fresh_url: URL) -> None:
+    first = ScriptDirectory.from_config(alembic_config()).get_base()
+    assert isinstance(first, str)
+    await migrate(fresh_url, first)
+
+    async with served(fresh_url) as client:
+        response = await client.get("/health")
+
+    assert response.status_code == 503
+    assert first in response.json()["detail"]
+    assert f"code expects {HEAD}" in response.json()["detail"]
+
+
+async def test_health_with_unreachable_database_returns_503() -> None:
+    # Nothing listens on port 9 (discard) here: connecting fails at once.
+    url = URL.create("postgresql+asyncpg", username="u", password="pw", host="127.0.0.1", port=9)
+
+    async with served(url) as client:
+        ready = await client.get("/health")
+        live = await client.get("/health/live")
+
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "error", "detail": "database unavailable"}
+    assert live.status_code == 200
+    assert live.json() == {"status": "ok"}
+
+
+async def test_health_live_touches_no_database() -> None:
+    app: FastAPI = create_app(
+        settings_for(URL.create("sqlite+aiosqlite", database="/nonexistent/dir/x.db")),
+        alembic_ini=ALEMBIC_INI,
+    )
+    engine = create_engine(app.state.settings)
+    app.state.sessionmaker = create_sessionmaker(engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        live = await client.get("/health/live")
+        ready = await client.get("/health")
+    await engine.dispose()
+
+    assert live.status_code == 200
+    assert ready.status_code == 503
