@@ -56,8 +56,13 @@ class Base(DeclarativeBase):
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
+    pool = {
+        "pool_size": settings.DB_POOL_SIZE,
+        "max_overflow": settings.DB_MAX_OVERFLOW,
+        "pool_timeout": settings.DB_POOL_TIMEOUT,
+    }
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, echo=settings.DB_ECHO)
+        engine = create_async_engine(url, echo=settings.DB_ECHO, **pool)
         _sqlite_hooks(engine, _SQLITE_APP_PRAGMAS)
         return engine
     server_settings = {"application_name": "service"}
@@ -66,9 +71,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         url,
         echo=settings.DB_ECHO,
-        pool_size=settings.DB_POOL_SIZE,
-        max_overflow=settings.DB_MAX_OVERFLOW,
-        pool_timeout=settings.DB_POOL_TIMEOUT,
+        **pool,
         # A connection broken by a database restart is replaced instead of failing a request.
         pool_pre_ping=True,
         connect_args={"timeout": settings.DB_CONNECT_TIMEOUT, "server_settings": server_settings},

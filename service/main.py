@@ -1,13 +1,19 @@
 """The application: create_app(settings) wires routers, error handlers and the engine."""
 
+import json
 import logging
+import math
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from service.api import health, items, users
@@ -17,8 +23,9 @@ from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-# What a lost or saturated database looks like from here: the client should retry later.
-_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+# SQLSTATE classes that mean "not now" rather than "wrong request": connection exception (08),
+# insufficient resources (53), operator intervention such as a statement timeout (57).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
 @asynccontextmanager
@@ -29,6 +36,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await engine.dispose()
+        log.info("database connections closed")
 
 
 def create_app(settings: Settings, *, alembic_ini: str | None = None) -> FastAPI:
@@ -46,16 +54,59 @@ def create_app(settings: Settings, *, alembic_ini: str | None = None) -> FastAPI
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(items.router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ServiceError, _service_error)
-    for exc_type in _UNAVAILABLE:
-        app.add_exception_handler(exc_type, _unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
+    # A pool timeout, or a connection that could not be made (refused, timed out).
+    app.add_exception_handler(PoolTimeoutError, _unavailable)
+    app.add_exception_handler(OSError, _unavailable)
     app.add_exception_handler(Exception, _internal_error)
     return app
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI's own 422, except that its default handler fails (500) on input that the errors
+    # echo but JSON output cannot hold: NaN and Infinity (Python's JSON parser takes them),
+    # lone surrogates ("\ud800" is valid JSON), a body that is not UTF-8.
+    errors = jsonable_encoder(
+        exc.errors(),
+        custom_encoder={
+            str: _scrub_surrogates,
+            float: _finite_or_text,
+            bytes: lambda b: _scrub_surrogates(b.decode(errors="replace")),
+            # Instead of `{}`: the message of a ValueError raised by a validator.
+            Exception: lambda e: _scrub_surrogates(str(e)),
+        },
+    )
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _scrub_surrogates(text: str) -> str:
+    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
+def _finite_or_text(number: float) -> float | str:
+    return number if math.isfinite(number) else json.dumps(number)  # "NaN", "-Infinity"
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if _is_transient(exc):
+        return await _unavailable(request, exc)
+    return await _internal_error(request, exc)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

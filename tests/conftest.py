@@ -168,6 +168,30 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@asynccontextmanager
+async def served(url: URL, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for an app on its own engine, as uvicorn runs it (lifespan included)."""
+    settings = settings_for(url, **({"DB_CONNECT_TIMEOUT": 2, "DB_POOL_TIMEOUT": 2} | overrides))
+    app = create_app(settings, alembic_ini=ALEMBIC_INI)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture
+async def fresh_url(backend: Backend, tmp_path: Path) -> AsyncIterator[URL]:
+    """An empty database of its own for one test."""
+    async with empty_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def migrated_url(fresh_url: URL) -> URL:
+    await migrate(fresh_url)
+    return fresh_url
+
+
 @pytest.fixture
 def make_user(client: httpx.AsyncClient) -> Callable[..., Any]:
     async def make(email: str | None = None, name: str = "Ada") -> dict[str, Any]:

@@ -1,9 +1,4 @@
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-
 import httpx
-import pytest
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
@@ -12,10 +7,9 @@ from service.db import create_engine, create_sessionmaker
 from service.main import create_app
 from tests.conftest import (
     ALEMBIC_INI,
-    Backend,
     alembic_config,
-    empty_database,
     migrate,
+    served,
     settings_for,
 )
 
@@ -27,24 +21,6 @@ async def test_health_reports_database_ok_and_head_revision(client: httpx.AsyncC
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "revision": HEAD}
-
-
-@asynccontextmanager
-async def served(url: URL) -> AsyncIterator[httpx.AsyncClient]:
-    """A client for an app on its own engine, as uvicorn would run it (lifespan included)."""
-    app = create_app(
-        settings_for(url, DB_CONNECT_TIMEOUT=2, DB_POOL_TIMEOUT=2), alembic_ini=ALEMBIC_INI
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
-@pytest.fixture
-async def fresh_url(backend: Backend, tmp_path: Path) -> AsyncIterator[URL]:
-    async with empty_database(backend, tmp_path) as url:
-        yield url
 
 
 async def test_health_on_unmigrated_database_returns_503_saying_upgrade(fresh_url: URL) -> None:

@@ -4,10 +4,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
@@ -16,19 +14,11 @@ from sqlalchemy.engine import URL
 from service.db import create_migration_engine
 from tests.conftest import (
     ROOT,
-    Backend,
     alembic_config,
-    empty_database,
     migrate,
     run_alembic,
     settings_for,
 )
-
-
-@pytest.fixture
-async def fresh_url(backend: Backend, tmp_path: Path) -> AsyncIterator[URL]:
-    async with empty_database(backend, tmp_path) as url:
-        yield url
 
 
 def _revisions() -> list[str]:
