@@ -193,6 +193,22 @@ async def migrated_url(fresh_url: URL) -> URL:
 
 
 @pytest.fixture
+async def postgres_url(postgres_server: URL, tmp_path: Path) -> AsyncIterator[URL]:
+    """A migrated Postgres database of its own, for tests that only apply to Postgres."""
+    async with empty_database(Backend("postgres", postgres_server), tmp_path) as url:
+        await migrate(url)
+        yield url
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> AsyncIterator[URL]:
+    """A migrated SQLite file of its own, for tests that only apply to SQLite."""
+    async with empty_database(Backend("sqlite", None), tmp_path) as url:
+        await migrate(url)
+        yield url
+
+
+@pytest.fixture
 def make_user(client: httpx.AsyncClient) -> Callable[..., Any]:
     async def make(email: str | None = None, name: str = "Ada") -> dict[str, Any]:
         email = email or f"{uuid.uuid4().hex[:10]}@example.com"

@@ -1,0 +1,107 @@
+"""Alembic on a shared Postgres: concurrent upgrades, and a migration that fails half-way."""
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import URL
+
+from tests.conftest import ROOT, Backend, empty_database
+
+BROKEN_REVISION = '''"""a migration that fails half-way
+
+Revision ID: 0badc0ffee00
+Revises: {head}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0badc0ffee00"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
+    op.add_column("users", sa.Column("nickname", sa.String(50)))
+    op.execute("SELECT * FROM no_such_table")
+
+
+def downgrade() -> None:
+    op.drop_column("users", "nickname")
+    op.drop_table("half_done")
+'''
+
+
+async def _alembic(url: URL, *args: str, ini: Path = ROOT / "alembic.ini") -> tuple[int, str]:
+    env = os.environ | {"DATABASE_URL": url.render_as_string(hide_password=False)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alembic", "-c", str(ini), *args,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, out.decode()
+
+
+async def _fetch(url: URL, query: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password,
+        database=url.database,
+    )
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(query)
+        return rows
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_upgrades_both_succeed_and_apply_each_migration_once(
+    postgres_server: URL, tmp_path: Path
+) -> None:
+    for _ in range(3):  # a race can hide; a lock holds every time
+        async with empty_database(Backend("postgres", postgres_server), tmp_path) as url:
+            results = await asyncio.gather(
+                _alembic(url, "upgrade", "head"), _alembic(url, "upgrade", "head")
+            )
+            versions = await _fetch(url, "SELECT version_num FROM alembic_version")
+
+        assert [code for code, _ in results] == [0, 0], results
+        applied = "".join(out for _, out in results)
+        assert applied.count("Running upgrade  -> ") == 1
+        assert applied.count("Running upgrade ") == len(
+            list((ROOT / "migrations/versions").glob("*.py"))
+        )
+        assert len(versions) == 1
+
+
+async def test_failing_migration_leaves_previous_revision_and_no_partial_schema(
+    postgres_url: URL, tmp_path: Path
+) -> None:
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    code, head = await _alembic(postgres_url, "heads", ini=tmp_path / "alembic.ini")
+    head = head.split()[0]
+    broken = tmp_path / "migrations" / "versions" / "2099_01_01_0000-0badc0ffee00_broken.py"
+    broken.write_text(BROKEN_REVISION.format(head=head))
+
+    code, out = await _alembic(postgres_url, "upgrade", "head", ini=tmp_path / "alembic.ini")
+
+    assert code != 0
+    assert "no_such_table" in out
+    assert await _fetch(postgres_url, "SELECT version_num FROM alembic_version") == [(head,)]
+    tables = await _fetch(postgres_url, "SELECT 1 FROM pg_tables WHERE tablename = 'half_done'")
+    columns = await _fetch(
+        postgres_url,
+        "SELECT 1 FROM information_schema.columns"
+        " WHERE table_name = 'users' AND column_name = 'nickname'",
+    )
+    assert tables == []
+    assert columns == []

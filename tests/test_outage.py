@@ -1,0 +1,147 @@
+"""Outages and overload: 503 within a few seconds, never a hang or a 500, and recovery alone."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.db import create_engine
+from tests.conftest import served, settings_for
+from tests.proxy import Proxy
+
+OVERLOAD = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
+
+
+@pytest.fixture
+async def proxied_url(postgres_url: URL) -> AsyncIterator[tuple[Proxy, URL]]:
+    """Postgres behind a proxy the test controls (a network outage has no SQLite equivalent)."""
+    assert postgres_url.host is not None
+    proxy = Proxy(postgres_url.host, postgres_url.port or 5432)
+    await proxy.start()
+    yield proxy, postgres_url.set(host="127.0.0.1", port=proxy.port)
+    await proxy.close()
+
+
+async def _timed_get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, float]:
+    start = time.monotonic()
+    response = await client.get(path)
+    return response, time.monotonic() - start
+
+
+async def test_database_outage_answers_503_then_recovers_without_restart(
+    proxied_url: tuple[Proxy, URL],
+) -> None:
+    proxy, url = proxied_url
+    async with served(url, DB_CONNECT_TIMEOUT=2) as client:
+        created = await client.post("/users", json={"email": "up@example.com", "name": "Up"})
+        assert created.status_code == 201
+
+        proxy.cut()
+        during, seconds = await _timed_get(client, "/users")
+        health = await client.get("/health")
+        write = await client.post("/users", json={"email": "down@example.com", "name": "Down"})
+
+        proxy.restore()
+        after = await client.get("/users")
+        health_after = await client.get("/health")
+
+    assert during.status_code == 503
+    assert during.json() == {"detail": "database unavailable, try again later"}
+    assert seconds < 5
+    assert health.status_code == 503
+    assert health.json()["status"] == "error"
+    assert write.status_code == 503
+    assert after.status_code == 200
+    assert [u["email"] for u in after.json()["items"]] == ["up@example.com"]
+    assert health_after.status_code == 200
+
+
+async def test_database_that_accepts_but_never_answers_gives_503_within_connect_timeout(
+    proxied_url: tuple[Proxy, URL],
+) -> None:
+    proxy, url = proxied_url
+    proxy.pause()  # connections open, but nothing reaches Postgres
+    async with served(url, DB_CONNECT_TIMEOUT=1) as client:
+        response, seconds = await _timed_get(client, "/users/1")
+        proxy.resume()
+        after = await client.get("/users/1")
+
+    assert response.status_code == 503
+    assert seconds < 4
+    assert after.status_code == 404
+
+
+async def test_exhausted_pool_answers_503_then_serves_again(migrated_url: URL) -> None:
+    async with served(migrated_url, **OVERLOAD) as client:
+        app = client._transport.app  # type: ignore[attr-defined]
+        engine: AsyncEngine = app.state.sessionmaker.kw["bind"]
+        async with engine.connect():  # holds the only connection
+            start = time.monotonic()
+            burst = await asyncio.gather(*(client.get("/users") for _ in range(5)))
+            seconds = time.monotonic() - start
+        after = await client.get("/users")
+
+    assert [r.status_code for r in burst] == [503] * 5
+    assert all(r.json()["detail"] == "database unavailable, try again later" for r in burst)
+    assert seconds < 4
+    assert after.status_code == 200
+
+
+async def test_burst_on_slow_database_gets_503s_not_500s_and_recovers(
+    proxied_url: tuple[Proxy, URL],
+) -> None:
+    proxy, url = proxied_url
+    async with served(url, **OVERLOAD) as client:
+        assert (await client.get("/users")).status_code == 200  # the one connection, pooled
+        proxy.pause()  # the next request holds that connection until resume()
+        first = asyncio.create_task(client.get("/users"))
+        await proxy.held.wait()
+        burst = await asyncio.gather(*(client.get("/users") for _ in range(10)))
+        proxy.resume()
+        first_response = await first
+        after = await client.get("/users")
+
+    assert [r.status_code for r in burst] == [503] * 10
+    assert first_response.status_code == 200
+    assert after.status_code == 200
+
+
+async def test_statement_timeout_bounds_each_statement_on_postgres(postgres_url: URL) -> None:
+    engine = create_engine(settings_for(postgres_url, DB_STATEMENT_TIMEOUT=0.2))
+    try:
+        async with engine.connect() as conn:
+            setting = await conn.scalar(text("SHOW statement_timeout"))
+            start = time.monotonic()
+            with pytest.raises(Exception, match="statement timeout"):
+                await conn.execute(text("SELECT pg_sleep(5)"))
+            seconds = time.monotonic() - start
+    finally:
+        await engine.dispose()
+
+    assert setting == "200ms"
+    assert seconds < 2
+
+
+async def test_concurrent_sqlite_writes_all_succeed(sqlite_url: URL) -> None:
+    async with served(sqlite_url) as client:
+        user = (await client.post("/users", json={"email": "o@example.com", "name": "O"})).json()
+        creates = [
+            client.post("/users", json={"email": f"w{n}@example.com", "name": f"W{n}"})
+            for n in range(50)
+        ]
+        items = [
+            client.post(f"/users/{user['id']}/items", json={"title": f"t{n}"}) for n in range(25)
+        ]
+        renames = [client.patch(f"/users/{user['id']}", json={"name": f"n{n}"}) for n in range(25)]
+        responses = await asyncio.gather(*creates, *items, *renames)
+        listed = (await client.get("/users", params={"limit": 100})).json()["items"]
+        owned = (await client.get(f"/users/{user['id']}/items", params={"limit": 100})).json()
+
+    assert [r.status_code for r in responses] == [201] * 75 + [200] * 25
+    assert len(listed) == 51
+    assert len(owned["items"]) == 25
