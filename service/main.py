@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
 
 from service.api import health, items, users
 from service.config import ConfigError, Settings, load_settings
@@ -23,9 +25,10 @@ from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-# SQLSTATE classes that mean "not now" rather than "wrong request": connection exception (08),
-# insufficient resources (53), operator intervention such as a statement timeout (57).
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")
+# SQLSTATE classes that mean "the database cannot serve us now", not "bad request": connection
+# exception (08), login refused (28), database missing (3D), insufficient resources (53),
+# operator intervention such as a statement timeout or a shutdown (57).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "28", "3D", "53", "57")
 
 
 @asynccontextmanager
@@ -55,6 +58,7 @@ def create_app(settings: Settings, *, alembic_ini: str | None = None) -> FastAPI
     app.include_router(users.router)
     app.include_router(items.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(DBAPIError, _database_error)
     # A pool timeout, or a connection that could not be made (refused, timed out).
@@ -74,12 +78,30 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
         custom_encoder={
             str: _scrub_surrogates,
             float: _finite_or_text,
-            bytes: lambda b: _scrub_surrogates(b.decode(errors="replace")),
+            bytes: lambda b: b.decode(errors="replace"),
             # Instead of `{}`: the message of a ValueError raised by a validator.
             Exception: lambda e: _scrub_surrogates(str(e)),
         },
     )
     return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    # FastAPI answers 400 to a JSON body it cannot read at all; like a JSON syntax error,
+    # that is a 422 "JSON decode error", the status the schema documents for bad input.
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, ValueError | RecursionError):
+        reason = "not UTF-8" if isinstance(cause, UnicodeDecodeError) else "too large or too deep"
+        error: dict[str, Any] = {
+            "type": "json_invalid",
+            "loc": ("body",),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": f"the body is {reason}"},
+        }
+        return await _invalid_request(request, RequestValidationError([error]))
+    return await http_exception_handler(request, exc)
 
 
 def _scrub_surrogates(text: str) -> str:
@@ -128,10 +150,16 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _app_from_environment() -> FastAPI:
     try:
-        return create_app(load_settings())
+        settings = load_settings()
+        app = create_app(settings)
     except ConfigError as exc:
         # One clear line instead of a traceback from inside uvicorn.
         raise SystemExit(f"error: {exc}") from None
+    # uvicorn configures only its own loggers; give ours a handler in the same format.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     [%(name)s] %(message)s"))
+    logging.getLogger("service").addHandler(handler)
+    return app
 
 
 app = _app_from_environment()

@@ -18,7 +18,6 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 
 T = TypeVar("T")
 
@@ -53,8 +52,26 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _null_only_where_allowed(schema: dict[str, Any], model: type[Any]) -> None:
+    """The JSON schema of a PatchModel: `null` is shown only for its nullable_fields."""
+    for name, prop in schema.get("properties", {}).items():
+        options = [o for o in prop.get("anyOf", ()) if o != {"type": "null"}]
+        if name not in model.nullable_fields and len(options) == 1:
+            del prop["anyOf"]
+            prop.pop("default", None)
+            prop.update(options[0])
+
+
 class PatchModel(RequestModel):
-    """Partial update: omitted fields stay as they are; `null` only where a field allows it."""
+    """Partial update: omitted fields stay as they are; `null` only where a field allows it.
+
+    Fields are `X | None = None` even where null is refused (by `_refuse_null`): pydantic
+    checks `X | None` as a nullable X, so a bad value gets one error located at the field. A
+    union with a schema-hidden None reported one error per member, under locations such as
+    `["body", "email", "function-after[...]"]`.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_null_only_where_allowed)
 
     nullable_fields: ClassVar[frozenset[str]] = frozenset()
 
@@ -72,8 +89,8 @@ class UserCreate(RequestModel):
 
 
 class UserUpdate(PatchModel):
-    email: Email | SkipJsonSchema[None] = None
-    name: Name | SkipJsonSchema[None] = None
+    email: Email | None = None
+    name: Name | None = None
 
 
 class UserRead(BaseModel):
@@ -94,7 +111,7 @@ class ItemCreate(RequestModel):
 class ItemUpdate(PatchModel):
     nullable_fields = frozenset({"description"})
 
-    title: Title | SkipJsonSchema[None] = None
+    title: Title | None = None
     description: Description | None = None
 
 

@@ -1,0 +1,177 @@
+"""The service as uvicorn runs it: secrets stay out of every output, SIGTERM drains requests."""
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import URL
+
+from tests.conftest import ROOT
+from tests.proxy import Proxy
+
+JSON = {"content-type": "application/json"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _env(database_url: str, **extra: str) -> dict[str, str]:
+    return os.environ | {"DATABASE_URL": database_url} | extra
+
+
+class Server:
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.output = ""
+
+    async def stop(self, *, signalled: bool = False) -> int:
+        """SIGTERM (unless already sent), then the exit code once the process ends."""
+        if not signalled:
+            self.process.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(self.process.communicate(), timeout=30)
+        self.output = out.decode()
+        return self.process.returncode or 0
+
+
+@asynccontextmanager
+async def uvicorn(database_url: str, *args: str, **env: str) -> AsyncIterator[Server]:
+    """`python -m service`: uvicorn on service.main:app, exiting 0 after a graceful stop."""
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service", "--port", str(port), *args,
+        cwd=ROOT, env=_env(database_url, **env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    server = Server(process, port)
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            for _ in range(200):  # up to ~20 s for the process to listen
+                try:
+                    await client.get("/health/live")
+                    break
+                except httpx.TransportError:
+                    assert process.returncode is None, "uvicorn exited"
+                    await asyncio.sleep(0.1)
+        yield server
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _alembic(database_url: str, *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alembic", *args,
+        cwd=ROOT, env=_env(database_url),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, out.decode()
+
+
+@pytest.fixture
+async def secret_role(postgres_server: URL) -> AsyncIterator[tuple[str, str, str]]:
+    """A login role whose password has %, @, : and /, owning a database of its own."""
+    suffix = uuid.uuid4().hex[:8]
+    role, database, password = f"svc_{suffix}", f"test_secret_{suffix}", f"p%w@r:d/{suffix}!"
+    admin = await asyncpg.connect(
+        host=postgres_server.host,
+        port=postgres_server.port,
+        user=postgres_server.username,
+        password=postgres_server.password,
+        database=postgres_server.database,
+    )
+    try:
+        literal = password.replace("'", "''")
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{literal}'")
+        await admin.execute(f"CREATE DATABASE {database} OWNER {role}")
+        yield role, database, password
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
+
+
+async def test_password_with_special_characters_connects_and_never_leaks(
+    postgres_server: URL, secret_role: tuple[str, str, str]
+) -> None:
+    role, database, password = secret_role
+    host = f"{postgres_server.host}:{postgres_server.port or 5432}"
+    url = f"postgresql://{role}:{quote(password, safe='')}@{host}/{database}"
+    missing_db = f"postgresql://{role}:{quote(password, safe='')}@{host}/{database}_missing"
+    leaks = (password, quote(password, safe=""), quote(password))
+
+    migrate_code, migrate_out = await _alembic(url, "upgrade", "head")
+    failed_code, failed_out = await _alembic(missing_db, "upgrade", "head")
+    bodies: list[str] = []
+    async with uvicorn(url, "--log-level", "debug", DB_ECHO="true", LOG_LEVEL="debug") as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            for response in (
+                await client.get("/health"),
+                await client.post("/users", json={"email": "s@example.com", "name": "S"}),
+                await client.get("/users"),
+                await client.post("/users", json={"email": "s@example.com", "name": "S"}),
+                await client.post(
+                    "/users", content=b"{", headers={"content-type": "application/json"}
+                ),
+            ):
+                bodies.append(response.text)
+        await server.stop()
+    async with uvicorn(missing_db, "--log-level", "debug", LOG_LEVEL="debug") as down:
+        async with httpx.AsyncClient(base_url=down.base_url) as client:
+            health = await client.get("/health")
+            write = await client.post("/users", json={"email": "t@example.com", "name": "T"})
+            bodies += [health.text, write.text]
+        await down.stop()
+
+    assert migrate_code == 0, migrate_out
+    assert failed_code != 0
+    assert '"database":"ok"' in bodies[0]
+    assert health.status_code == 503
+    assert write.status_code == 503
+    everything = "\n".join([migrate_out, failed_out, server.output, down.output, *bodies])
+    assert "INSERT INTO users" in server.output  # the SQL echo was on
+    for leak in leaks:
+        assert leak not in everything
+
+
+async def test_sigterm_finishes_in_flight_request_and_exits_cleanly(postgres_url: URL) -> None:
+    assert postgres_url.host is not None
+    proxy = Proxy(postgres_url.host, postgres_url.port or 5432)
+    await proxy.start()
+    url = postgres_url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        async with uvicorn(url, "--timeout-graceful-shutdown", "20") as server:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+                user = (
+                    await client.post("/users", json={"email": "g@example.com", "name": "G"})
+                ).json()
+                proxy.pause()  # the next request waits on the database...
+                in_flight = asyncio.create_task(client.get(f"/users/{user['id']}"))
+                await proxy.held.wait()
+                server.process.send_signal(signal.SIGTERM)  # ...while the server is told to stop
+                proxy.resume()
+                response = await in_flight
+            code = await server.stop(signalled=True)
+    finally:
+        await proxy.close()
+
+    assert response.status_code == 200
+    assert response.json() == user
+    assert code == 0
+    assert "Waiting for connections to close" in server.output or "Shutting down" in server.output
+    assert "database connections closed" in server.output
