@@ -35,6 +35,7 @@ COPY migrations/ migrations/
 # Files stay root-owned and read-only to the service user.
 USER 10001:10001
 EXPOSE 8000
-# On SIGTERM uvicorn stops accepting, lets in-flight requests finish for up to 10 s, then exits;
+# uvicorn serving service.main:app (python -m service passes these options to uvicorn). On
+# SIGTERM it stops accepting, lets in-flight requests finish for up to 10 s, and exits 0;
 # the Compose stop_grace_period is longer than that.
-CMD ["uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "10"]
+CMD ["python", "-m", "service", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "10"]

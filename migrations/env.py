@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from alembic.util import CommandError
 from sqlalchemy import Connection, text
 
 from service import models  # noqa: F401 - registers every table on Base.metadata
@@ -27,7 +26,8 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
-        raise CommandError(str(exc)) from None  # printed as one "FAILED: ..." line
+        # One line, not a traceback (a CommandError would be printed twice: logged and echoed).
+        raise SystemExit(f"FAILED: {exc}") from None
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:

@@ -1,8 +1,8 @@
 """Settings read from the environment, and the one place DATABASE_URL is normalised."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -15,6 +15,10 @@ class ConfigError(Exception):
     """A setting is unusable; the message is one line, safe to print (no password)."""
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
@@ -25,7 +29,9 @@ class Settings(BaseSettings):
     DB_CONNECT_TIMEOUT: float = Field(default=5, gt=0)
     DB_STATEMENT_TIMEOUT: float = Field(default=30, ge=0)
     DB_ECHO: bool = False
-    LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    LOG_LEVEL: Annotated[
+        Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)
+    ] = "info"
 
     @property
     def database_url(self) -> URL:
@@ -36,7 +42,7 @@ def normalize_database_url(raw: str) -> URL:
     """Map the accepted URL schemes onto the async drivers; refuse anything else."""
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise ConfigError(
             "DATABASE_URL is not a database URL (expected postgresql://... or sqlite:///...)"
         ) from None

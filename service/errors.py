@@ -2,8 +2,9 @@
 
 ServiceError
  ├── NotFound            404
- ├── Conflict            409
- └── Unavailable         503
+ └── Conflict            409
+
+Database outages are not ServiceErrors: main.py maps the driver's errors to 503.
 """
 
 
@@ -21,7 +22,3 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     status_code = 409
-
-
-class Unavailable(ServiceError):
-    status_code = 503

@@ -3,6 +3,7 @@
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from service.errors import NotFound
 from service.models import Item, User
@@ -15,9 +16,17 @@ async def create_item(session: AsyncSession, *, owner_id: int, data: ItemCreate)
     # The foreign key decides whether the owner exists, also if it is deleted meanwhile.
     try:
         await session.flush()
-    except IntegrityError:
-        raise NotFound(f"user {owner_id} not found") from None
+    except IntegrityError as exc:
+        if _missing_owner(exc):
+            raise NotFound(f"user {owner_id} not found") from None
+        raise
     return item
+
+
+def _missing_owner(exc: IntegrityError) -> bool:
+    # Postgres names the constraint; SQLite only says a foreign key failed (items has one).
+    message = str(exc.orig)
+    return "fk_items_owner_id_users" in message or "FOREIGN KEY constraint failed" in message
 
 
 async def get_item(session: AsyncSession, item_id: int) -> Item:
@@ -44,9 +53,14 @@ async def list_items(
 
 
 async def update_item(session: AsyncSession, *, item: Item, data: ItemUpdate) -> Item:
+    item_id = item.id  # a failed flush expires the object
     for field, value in data.model_dump(exclude_unset=True).items():
         setattr(item, field, value)
-    await session.flush()
+    try:
+        await session.flush()
+    except StaleDataError:
+        # Deleted by another request between our read and our UPDATE.
+        raise NotFound(f"item {item_id} not found") from None
     return item
 
 

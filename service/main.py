@@ -14,6 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
@@ -25,10 +26,16 @@ from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
 # SQLSTATE classes that mean "the database cannot serve us now", not "bad request": connection
 # exception (08), login refused (28), database missing (3D), insufficient resources (53),
 # operator intervention such as a statement timeout or a shutdown (57).
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "28", "3D", "53", "57")
+NOT_MIGRATED = "database schema is not up to date; run `alembic upgrade head`"
 
 
 @asynccontextmanager
@@ -49,6 +56,7 @@ def create_app(settings: Settings, *, alembic_ini: str | None = None) -> FastAPI
         summary="Users and their items, on async SQLAlchemy.",
         version="0.1.0",
         lifespan=lifespan,
+        responses={503: {"model": ErrorDetail, "description": "Database unavailable or busy"}},
     )
     app.state.settings = settings
     app.state.migration_head = health.migration_head(
@@ -124,8 +132,20 @@ def _is_transient(exc: DBAPIError) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
+def _schema_missing(exc: DBAPIError) -> bool:
+    # undefined table or column (Postgres 42P01, 42703; SQLite says it in words)
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in {"42P01", "42703"} or str(exc.orig).startswith(
+        ("no such table", "no such column")
+    )
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
+    if _schema_missing(exc):
+        # Retrying will not help until someone migrates: say so, and no Retry-After.
+        log.error("%s %s: database schema is behind the code", request.method, request.url.path)
+        return JSONResponse({"detail": NOT_MIGRATED}, status_code=503)
     if _is_transient(exc):
         return await _unavailable(request, exc)
     return await _internal_error(request, exc)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -43,8 +44,20 @@ Title = Annotated[
     AfterValidator(_no_nul),
 ]
 Description = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
+
+
+def _bare_address(value: Any) -> Any:
+    # EmailStr would accept "Ada <ada@example.com>" and silently keep only the address.
+    if isinstance(value, str) and ("<" in value or ">" in value):
+        raise ValueError("must be a bare address such as ada@example.com, without a name")
+    return value
+
+
 Email = Annotated[
-    EmailStr, StringConstraints(max_length=320), AfterValidator(lambda v: _no_nul(v.lower()))
+    EmailStr,
+    StringConstraints(max_length=320),
+    AfterValidator(lambda v: _no_nul(v.lower())),
+    BeforeValidator(_bare_address),
 ]
 
 

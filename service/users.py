@@ -3,6 +3,7 @@
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from service.errors import Conflict, NotFound
 from service.models import User
@@ -15,20 +16,23 @@ def _duplicate_email(exc: IntegrityError) -> bool:
     return "uq_users_email" in message or "users.email" in message
 
 
-async def _flush_user(session: AsyncSession, email: str) -> None:
+async def _flush_user(session: AsyncSession, user_id: int | None, email: str) -> None:
     # The unique constraint decides, so two concurrent requests cannot both win.
     try:
         await session.flush()
     except IntegrityError as exc:
         if _duplicate_email(exc):
-            raise Conflict(f"a user with email {email!r} already exists") from None
+            raise Conflict(f"a user with email {email} already exists") from None
         raise
+    except StaleDataError:
+        # Deleted by another request between our read and our UPDATE.
+        raise NotFound(f"user {user_id} not found") from None
 
 
 async def create_user(session: AsyncSession, *, data: UserCreate) -> User:
     user = User(email=data.email, name=data.name)
     session.add(user)
-    await _flush_user(session, data.email)
+    await _flush_user(session, None, data.email)
     return user
 
 
@@ -53,10 +57,10 @@ async def list_users(
 
 
 async def update_user(session: AsyncSession, *, user: User, data: UserUpdate) -> User:
-    changes = data.model_dump(exclude_unset=True)
+    user_id, changes = user.id, data.model_dump(exclude_unset=True)
     for field, value in changes.items():
         setattr(user, field, value)
-    await _flush_user(session, changes.get("email", user.email))
+    await _flush_user(session, user_id, changes.get("email", user.email))
     return user
 
 

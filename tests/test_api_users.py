@@ -59,6 +59,16 @@ async def test_create_user_with_taken_email_returns_409(
     assert [u["email"] for u in listed].count("dup@example.com") == 1
 
 
+async def test_create_user_with_display_name_in_email_returns_422(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/users", json={"email": "Ada <ada@example.com>", "name": "A"})
+
+    assert response.status_code == 422
+    assert "without a name" in response.json()["detail"][0]["msg"]
+    assert (await client.get("/users")).json()["items"] == []
+
+
 async def test_patch_user_changes_only_given_fields(
     client: httpx.AsyncClient, make_user: Callable[..., Any]
 ) -> None:

@@ -51,6 +51,19 @@ def test_settings_default_to_sqlite_file(monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
+def test_normalize_database_url_rejects_non_numeric_port_without_password() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL") as caught:
+        normalize_database_url("postgresql://bob:s3cret@db:notaport/x")
+
+    assert "s3cret" not in str(caught.value)
+
+
+def test_log_level_accepts_upper_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+
+    assert load_settings().LOG_LEVEL == "warning"
+
+
 def test_load_settings_reports_bad_values_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_POOL_SIZE", "many")
 

@@ -33,6 +33,19 @@ async def test_health_on_unmigrated_database_returns_503_saying_upgrade(fresh_ur
     assert "alembic upgrade head" in body["detail"]
 
 
+async def test_requests_on_unmigrated_database_answer_503_saying_upgrade(fresh_url: URL) -> None:
+    async with served(fresh_url) as client:
+        listed = await client.get("/users")
+        created = await client.post("/users", json={"email": "a@example.com", "name": "A"})
+
+    for response in (listed, created):
+        assert response.status_code == 503
+        assert response.json() == {
+            "detail": "database schema is not up to date; run `alembic upgrade head`"
+        }
+        assert "retry-after" not in response.headers
+
+
 async def test_health_on_database_behind_head_returns_503_naming_revisions(fresh_url: URL) -> None:
     first = ScriptDirectory.from_config(alembic_config()).get_base()
     assert isinstance(first, str)

@@ -174,9 +174,11 @@ def test_migrations_reject_unknown_scheme_in_one_line_without_password() -> None
     result = _alembic_cli(url, "upgrade", "head")
 
     assert result.returncode != 0
-    assert "DATABASE_URL" in result.stderr
-    assert "s3cret-pw" not in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "FAILED: DATABASE_URL has unsupported scheme 'mysql' in mysql://u:***@db/x;"
+        " use postgresql+asyncpg:// or sqlite+aiosqlite://"
+    ]
+    assert "s3cret-pw" not in result.stdout
 
 
 async def test_run_sync_connection_from_code_is_used(fresh_url: URL) -> None:
