@@ -55,7 +55,7 @@ def postgres_server() -> URL:
     url = normalize_database_url(raw)
 
     async def probe() -> None:
-        conn = await asyncpg.connect(**_asyncpg_args(url), timeout=5)
+        conn = await asyncpg.connect(**asyncpg_args(url), timeout=5)
         await conn.close()
 
     try:
@@ -65,7 +65,7 @@ def postgres_server() -> URL:
     return url
 
 
-def _asyncpg_args(url: URL) -> dict[str, Any]:
+def asyncpg_args(url: URL) -> dict[str, Any]:
     return {
         "host": url.host,
         "port": url.port,
@@ -83,7 +83,7 @@ async def empty_database(backend: Backend, tmp_path: Path) -> AsyncIterator[URL]
         return
     server = backend.server
     name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(**_asyncpg_args(server))
+    admin = await asyncpg.connect(**asyncpg_args(server))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         yield server.set(database=name)

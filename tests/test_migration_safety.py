@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, Backend, empty_database
+from tests.conftest import ROOT, Backend, asyncpg_args, empty_database
 
 BROKEN_REVISION = '''"""a migration that fails half-way
 
@@ -49,13 +49,7 @@ async def _alembic(url: URL, *args: str, ini: Path = ROOT / "alembic.ini") -> tu
 
 
 async def _fetch(url: URL, query: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(
-        host=url.host,
-        port=url.port,
-        user=url.username,
-        password=url.password,
-        database=url.database,
-    )
+    conn = await asyncpg.connect(**asyncpg_args(url))
     try:
         rows: list[asyncpg.Record] = await conn.fetch(query)
         return rows

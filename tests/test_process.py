@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, asyncpg_args
 from tests.proxy import Proxy
 
 JSON = {"content-type": "application/json"}
@@ -88,13 +88,7 @@ async def secret_role(postgres_server: URL) -> AsyncIterator[tuple[str, str, str
     """A login role whose password has %, @, : and /, owning a database of its own."""
     suffix = uuid.uuid4().hex[:8]
     role, database, password = f"svc_{suffix}", f"test_secret_{suffix}", f"p%w@r:d/{suffix}!"
-    admin = await asyncpg.connect(
-        host=postgres_server.host,
-        port=postgres_server.port,
-        user=postgres_server.username,
-        password=postgres_server.password,
-        database=postgres_server.database,
-    )
+    admin = await asyncpg.connect(**asyncpg_args(postgres_server))
     try:
         literal = password.replace("'", "''")
         await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{literal}'")
