@@ -5,14 +5,16 @@ from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, Dialect, MetaData, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from service.config import Settings
@@ -27,6 +29,8 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Execution option: how a SQLite transaction begins ("DEFERRED", "IMMEDIATE", or None: no BEGIN).
+SQLITE_BEGIN = "sqlite_begin"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -68,14 +72,26 @@ def create_engine(settings: Settings) -> AsyncEngine:
     server_settings = {"application_name": "service"}
     if settings.DB_STATEMENT_TIMEOUT:
         server_settings["statement_timeout"] = str(int(settings.DB_STATEMENT_TIMEOUT * 1000))
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=settings.DB_ECHO,
         **pool,
-        # A connection broken by a database restart is replaced instead of failing a request.
-        pool_pre_ping=True,
         connect_args={"timeout": settings.DB_CONNECT_TIMEOUT, "server_settings": server_settings},
     )
+    # Instead of pool_pre_ping, which costs BEGIN; SELECT; ROLLBACK on every checkout.
+    event.listen(engine.sync_engine, "checkout", _replace_closed_connection)
+    return engine
+
+
+def _replace_closed_connection(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
+    # A database restart or a terminated backend closes the socket, and asyncpg marks the
+    # connection closed as soon as the event loop sees that: replace it before a request uses
+    # it. A peer that vanished silently fails one statement instead, and that disconnect
+    # makes the pool drop every connection older than it, as it would after a failed ping.
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("connection closed by the server")
 
 
 def create_migration_engine(settings: Settings) -> AsyncEngine:
@@ -94,6 +110,24 @@ def create_migration_engine(settings: Settings) -> AsyncEngine:
 
 def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind, expire_on_commit=False)
+
+
+def unit_of_work_options(
+    bind: AsyncEngine | AsyncConnection | None, *, write: bool
+) -> dict[str, Any]:
+    """Connection options for a session's work: writes in one transaction, reads without one.
+
+    A read-only request is a lone SELECT, or SELECTs each of which, under Postgres's READ
+    COMMITTED, takes its own snapshot even inside a transaction: BEGIN and COMMIT would add two
+    round trips and no isolation. A session joined into an outer transaction keeps it.
+    """
+    if bind is None:
+        return {}
+    if bind.dialect.name == "sqlite":
+        return {SQLITE_BEGIN: "IMMEDIATE" if write else None}
+    if write or not isinstance(bind, AsyncEngine):
+        return {}
+    return {"isolation_level": "AUTOCOMMIT"}
 
 
 _SQLITE_APP_PRAGMAS = (
@@ -122,5 +156,7 @@ def _sqlite_hooks(engine: AsyncEngine, pragmas: tuple[str, ...]) -> None:
 def _sqlite_on_begin(conn: Connection) -> None:
     # Writers take the write lock up front (BEGIN IMMEDIATE) so they queue on busy_timeout
     # instead of failing with "database is locked" when a read lock cannot be upgraded.
-    mode = "IMMEDIATE" if conn.get_execution_options().get("sqlite_write") else "DEFERRED"
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    # Reads (None) send no BEGIN: each statement is then its own transaction.
+    mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+    if mode is not None:
+        conn.exec_driver_sql(f"BEGIN {mode}")

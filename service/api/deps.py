@@ -7,6 +7,7 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import items, users
+from service.db import unit_of_work_options
 from service.models import Item, User
 from service.schemas import MAX_ID, Cursor
 
@@ -14,13 +15,21 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request, committed before the response is sent."""
+    """One session per request; a write is committed before the response is sent."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        if request.method not in _READ_METHODS and sessionmaker.kw["bind"].dialect.name == "sqlite":
-            await session.connection(execution_options={"sqlite_write": True})
+    write = request.method not in _READ_METHODS
+    session = sessionmaker()
+    try:
+        if options := unit_of_work_options(session.bind, write=write):
+            await session.connection(execution_options=options)
         yield session
-        await session.commit()
+        # A read has nothing to commit: it ran without a transaction (see unit_of_work_options).
+        if write:
+            await session.commit()
+    finally:
+        # Not `async with`: its exit closes in a task of its own, a loop turn later, holding the
+        # connection that long; FastAPI already shields this teardown from cancellation.
+        await session.close()
 
 
 # scope="function": the commit runs before the response, so a failed commit is an error response.
