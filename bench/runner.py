@@ -144,18 +144,8 @@ def _rss_mb(pid: int) -> float:
 # -- databases -------------------------------------------------------------------------------
 
 
-def _asyncpg_args(url: URL) -> dict[str, Any]:
-    return {
-        "host": url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "database": url.database,
-    }
-
-
 async def _postgres_admin(server: URL, *statements: str) -> str:
-    conn = await asyncpg.connect(**_asyncpg_args(server), timeout=5)
+    conn = await asyncpg.connect(**server.translate_connect_args(username="user"), timeout=5)
     try:
         for statement in statements:
             await conn.execute(statement)

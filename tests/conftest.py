@@ -66,13 +66,7 @@ def postgres_server() -> URL:
 
 
 def asyncpg_args(url: URL) -> dict[str, Any]:
-    return {
-        "host": url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "database": url.database,
-    }
+    return url.translate_connect_args(username="user")
 
 
 @asynccontextmanager
