@@ -1,9 +1,11 @@
 """Declarative base with a naming convention, and the engine and session factories."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import combinations
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Dialect, MetaData, event
+from sqlalchemy import DateTime, Dialect, MetaData, Update, bindparam, event, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -56,6 +58,25 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+def partial_updates(model: type[Any], fields: Sequence[str]) -> dict[frozenset[str], Update]:
+    """A prebuilt `UPDATE ... WHERE id = :row_id RETURNING <model>` per non-empty set of fields.
+
+    Each sets its fields from `:new_<field>` parameters. The changed row comes back through
+    RETURNING, so the session has nothing to synchronise.
+    """
+    statements: dict[frozenset[str], Update] = {}
+    for size in range(1, len(fields) + 1):
+        for subset in combinations(fields, size):
+            values: dict[Any, Any] = {
+                getattr(model, field): bindparam(f"new_{field}") for field in subset
+            }
+            statement = update(model).where(model.id == bindparam("row_id")).values(values)
+            statements[frozenset(subset)] = statement.returning(model).execution_options(
+                synchronize_session=False
+            )
+    return statements
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

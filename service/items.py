@@ -1,26 +1,29 @@
-"""Item queries and rules. Flushes, never commits: the request owns the transaction."""
+"""Item queries and rules. Runs statements, never commits: the request owns the transaction."""
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
+from service.db import partial_updates
 from service.errors import NotFound
 from service.models import Item, User
 from service.schemas import ItemCreate, ItemUpdate
 
+# Writes are single INSERT/UPDATE ... RETURNING statements: one round trip that also gives back
+# the row, and no ORM unit-of-work flush, which costs more Python time than the statement.
+_INSERT = insert(Item).returning(Item)
+_UPDATES = partial_updates(Item, ("title", "description"))
+
 
 async def create_item(session: AsyncSession, *, owner_id: int, data: ItemCreate) -> Item:
-    item = Item(owner_id=owner_id, **data.model_dump())
-    session.add(item)
     # The foreign key decides whether the owner exists, also if it is deleted meanwhile.
     try:
-        await session.flush()
+        result = await session.scalars(_INSERT, {"owner_id": owner_id, **data.model_dump()})
     except IntegrityError as exc:
         if _missing_owner(exc):
             raise NotFound(f"user {owner_id} not found") from None
         raise
-    return item
+    return result.one()
 
 
 def _missing_owner(exc: IntegrityError) -> bool:
@@ -52,15 +55,15 @@ async def list_items(
     return items, None
 
 
-async def update_item(session: AsyncSession, *, item: Item, data: ItemUpdate) -> Item:
-    item_id = item.id  # a failed flush expires the object
-    for field, value in data.model_dump(exclude_unset=True).items():
-        setattr(item, field, value)
-    try:
-        await session.flush()
-    except StaleDataError:
-        # Deleted by another request between our read and our UPDATE.
-        raise NotFound(f"item {item_id} not found") from None
+async def update_item(session: AsyncSession, item_id: int, *, data: ItemUpdate) -> Item:
+    """Apply a partial update in one statement; updated_at changes with it."""
+    changes = data.model_dump(exclude_unset=True)
+    if not changes:
+        return await get_item(session, item_id)
+    params = {"row_id": item_id} | {f"new_{field}": value for field, value in changes.items()}
+    item: Item | None = await session.scalar(_UPDATES[frozenset(changes)], params)
+    if item is None:
+        raise NotFound(f"item {item_id} not found")
     return item
 
 

@@ -1,7 +1,9 @@
 """Races between requests, decided by the database rather than by checks in Python."""
 
+import asyncio
+
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlalchemy.engine import URL
 
 from service import items, users
@@ -11,29 +13,35 @@ from service.models import Item, User
 from service.schemas import ItemCreate, ItemUpdate, UserCreate, UserUpdate
 from tests.conftest import settings_for
 
+_WAITING_ON_A_LOCK = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    " AND datname = current_database()"
+)
+
 
 @pytest.mark.parametrize("target", ["user", "item"])
-async def test_update_of_row_deleted_meanwhile_is_not_found(postgres_url: URL, target: str) -> None:
-    # On Postgres, reads do not block writers: a PATCH can load a row that a concurrent
-    # DELETE removes before the PATCH's UPDATE runs. (SQLite writers queue instead.)
+async def test_update_racing_a_delete_is_not_found(postgres_url: URL, target: str) -> None:
+    # A PATCH's UPDATE waits on the row lock of a DELETE still in flight; once the DELETE
+    # commits, Postgres re-checks the row, finds it gone and updates nothing: 404, not 500.
     engine = create_engine(settings_for(postgres_url))
     sessions = create_sessionmaker(engine)
     try:
         async with sessions.begin() as setup:
             user = await users.create_user(setup, data=UserCreate(email="r@example.com", name="R"))
             item = await items.create_item(setup, owner_id=user.id, data=ItemCreate(title="T"))
-        async with sessions() as patcher:
-            loaded_user = await users.get_user(patcher, user.id)
-            loaded_item = await items.get_item(patcher, item.id)
-            async with sessions.begin() as deleter:  # commits while the patcher is mid-request
+        observer = engine.execution_options(isolation_level="AUTOCOMMIT")  # a fresh view per poll
+        async with sessions() as patcher, observer.connect() as observing:
+            async with sessions.begin() as deleter:
                 await deleter.execute(delete(Item).where(Item.id == item.id))
                 await deleter.execute(delete(User).where(User.id == user.id))
-
-            update = (
-                users.update_user(patcher, user=loaded_user, data=UserUpdate(name="X"))
-                if target == "user"
-                else items.update_item(patcher, item=loaded_item, data=ItemUpdate(title="X"))
-            )
+                update = asyncio.create_task(
+                    users.update_user(patcher, user.id, data=UserUpdate(name="X"))
+                    if target == "user"
+                    else items.update_item(patcher, item.id, data=ItemUpdate(title="X"))
+                )
+                while not await observing.scalar(_WAITING_ON_A_LOCK):
+                    assert not update.done(), "the UPDATE did not wait for the DELETE"
+                    await asyncio.sleep(0.01)
             with pytest.raises(NotFound, match=f"{target} .* not found"):
                 await update
     finally:

@@ -3,10 +3,17 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from service import items
-from service.api.deps import CursorQuery, ItemDep, ItemId, Limit, SessionDep, UserId
+from service.api.deps import (
+    CursorQuery,
+    ItemId,
+    Limit,
+    SessionDep,
+    UnitOfWorkRoute,
+    UserId,
+)
 from service.schemas import ItemCreate, ItemRead, ItemUpdate, Page, encode_cursor
 
-router = APIRouter(tags=["items"])
+router = APIRouter(tags=["items"], route_class=UnitOfWorkRoute)
 
 _404_user: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
 _404_item: dict[int | str, dict[str, Any]] = {404: {"description": "No such item"}}
@@ -38,13 +45,13 @@ async def list_items(
 
 
 @router.get("/items/{item_id}", responses=_404_item, summary="Get an item")
-async def get_item(item: ItemDep) -> ItemRead:
-    return ItemRead.model_validate(item)
+async def get_item(item_id: ItemId, session: SessionDep) -> ItemRead:
+    return ItemRead.model_validate(await items.get_item(session, item_id))
 
 
 @router.patch("/items/{item_id}", responses=_404_item, summary="Change some of an item's fields")
-async def update_item(item: ItemDep, data: ItemUpdate, session: SessionDep) -> ItemRead:
-    return ItemRead.model_validate(await items.update_item(session, item=item, data=data))
+async def update_item(item_id: ItemId, data: ItemUpdate, session: SessionDep) -> ItemRead:
+    return ItemRead.model_validate(await items.update_item(session, item_id, data=data))
 
 
 @router.delete(

@@ -3,10 +3,10 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from service import users
-from service.api.deps import CursorQuery, Limit, SessionDep, UserDep, UserId
+from service.api.deps import CursorQuery, Limit, SessionDep, UnitOfWorkRoute, UserId
 from service.schemas import Page, UserCreate, UserRead, UserUpdate, encode_cursor
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=UnitOfWorkRoute)
 
 _404: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
 _409: dict[int | str, dict[str, Any]] = {409: {"description": "Another user has this email"}}
@@ -31,13 +31,13 @@ async def list_users(
 
 
 @router.get("/{user_id}", responses=_404, summary="Get a user")
-async def get_user(user: UserDep) -> UserRead:
-    return UserRead.model_validate(user)
+async def get_user(user_id: UserId, session: SessionDep) -> UserRead:
+    return UserRead.model_validate(await users.get_user(session, user_id))
 
 
 @router.patch("/{user_id}", responses=_404 | _409, summary="Change some of a user's fields")
-async def update_user(user: UserDep, data: UserUpdate, session: SessionDep) -> UserRead:
-    return UserRead.model_validate(await users.update_user(session, user=user, data=data))
+async def update_user(user_id: UserId, data: UserUpdate, session: SessionDep) -> UserRead:
+    return UserRead.model_validate(await users.update_user(session, user_id, data=data))
 
 
 @router.delete(
