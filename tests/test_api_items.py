@@ -51,6 +51,20 @@ async def test_patch_item_sets_and_clears_description(
     assert renamed.json()["description"] is None
 
 
+async def test_patch_item_with_no_fields_changes_nothing(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    item = (await client.post(f"/users/{user['id']}/items", json={"title": "T"})).json()
+
+    response = await client.patch(f"/items/{item['id']}", json={})
+    missing = await client.patch("/items/987654321", json={})
+
+    assert response.status_code == 200
+    assert response.json() == item
+    assert missing.status_code == 404
+
+
 async def test_patch_missing_item_returns_404(client: httpx.AsyncClient) -> None:
     response = await client.patch("/items/987654321", json={"title": "X"})
 

@@ -85,6 +85,33 @@ async def test_patch_user_changes_only_given_fields(
     assert (await client.get(f"/users/{user['id']}")).json() == changed
 
 
+async def test_patch_user_changes_both_fields_at_once(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user(email="both@example.com", name="Both")
+
+    response = await client.patch(
+        f"/users/{user['id']}", json={"email": "New@Example.com", "name": " New "}
+    )
+
+    assert response.status_code == 200
+    assert (response.json()["email"], response.json()["name"]) == ("new@example.com", "New")
+    assert (await client.get(f"/users/{user['id']}")).json() == response.json()
+
+
+async def test_patch_user_with_no_fields_changes_nothing(
+    client: httpx.AsyncClient, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+
+    response = await client.patch(f"/users/{user['id']}", json={})
+    missing = await client.patch("/users/987654321", json={})
+
+    assert response.status_code == 200
+    assert response.json() == user
+    assert missing.status_code == 404
+
+
 async def test_patch_user_to_taken_email_returns_409(
     client: httpx.AsyncClient, make_user: Callable[..., Any]
 ) -> None:
