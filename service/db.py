@@ -20,6 +20,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from service.config import Settings
+from service.pool import FairAsyncQueuePool
 
 # Named constraints let Alembic drop and alter them by name, on SQLite (batch mode) too.
 NAMING_CONVENTION = {
@@ -82,6 +83,7 @@ def partial_updates(model: type[Any], fields: Sequence[str]) -> dict[frozenset[s
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     pool = {
+        "poolclass": FairAsyncQueuePool,
         "pool_size": settings.DB_POOL_SIZE,
         "max_overflow": settings.DB_MAX_OVERFLOW,
         "pool_timeout": settings.DB_POOL_TIMEOUT,
