@@ -83,7 +83,6 @@ def partial_updates(model: type[Any], fields: Sequence[str]) -> dict[frozenset[s
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     pool = {
-        "poolclass": FairAsyncQueuePool,
         "pool_size": settings.DB_POOL_SIZE,
         "max_overflow": settings.DB_MAX_OVERFLOW,
         "pool_timeout": settings.DB_POOL_TIMEOUT,
@@ -98,6 +97,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         echo=settings.DB_ECHO,
+        # Not on SQLite: there, handing each returned connection to the oldest waiter measured
+        # 30% slower on PATCH than the stock pool, which mostly reuses the last one returned.
+        poolclass=FairAsyncQueuePool,
         **pool,
         connect_args={"timeout": settings.DB_CONNECT_TIMEOUT, "server_settings": server_settings},
     )
@@ -136,19 +138,22 @@ def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def unit_of_work_options(
-    bind: AsyncEngine | AsyncConnection | None, *, write: bool
+    bind: AsyncEngine | AsyncConnection | None, *, transaction: bool
 ) -> dict[str, Any]:
-    """Connection options for a session's work: writes in one transaction, reads without one.
+    """Connection options for a request's work: in one transaction, or statement by statement.
 
-    A read-only request is a lone SELECT, or SELECTs each of which, under Postgres's READ
-    COMMITTED, takes its own snapshot even inside a transaction: BEGIN and COMMIT would add two
-    round trips and no isolation. A session joined into an outer transaction keeps it.
+    Without a transaction each statement commits on its own. That suits a read-only request (a
+    lone SELECT, or SELECTs each of which, under Postgres's READ COMMITTED, takes its own
+    snapshot even inside a transaction) and a write that is one statement, atomic by itself:
+    BEGIN and COMMIT would add two round trips and no isolation, and on SQLite would hold the
+    database's one write lock across the request instead of for the statement alone. A session
+    joined into an outer transaction keeps it.
     """
     if bind is None:
         return {}
     if bind.dialect.name == "sqlite":
-        return {SQLITE_BEGIN: "IMMEDIATE" if write else None}
-    if write or not isinstance(bind, AsyncEngine):
+        return {SQLITE_BEGIN: "IMMEDIATE" if transaction else None}
+    if transaction or not isinstance(bind, AsyncEngine):
         return {}
     return {"isolation_level": "AUTOCOMMIT"}
 

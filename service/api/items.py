@@ -10,6 +10,7 @@ from service.api.deps import (
     SessionDep,
     UnitOfWorkRoute,
     UserId,
+    one_statement,
 )
 from service.schemas import ItemCreate, ItemRead, ItemUpdate, Page, encode_cursor
 
@@ -25,6 +26,7 @@ _404_item: dict[int | str, dict[str, Any]] = {404: {"description": "No such item
     responses=_404_user,
     summary="Create an item owned by a user",
 )
+@one_statement
 async def create_item(
     user_id: UserId, data: ItemCreate, session: SessionDep, response: Response
 ) -> ItemRead:
@@ -50,6 +52,7 @@ async def get_item(item_id: ItemId, session: SessionDep) -> ItemRead:
 
 
 @router.patch("/items/{item_id}", responses=_404_item, summary="Change some of an item's fields")
+@one_statement
 async def update_item(item_id: ItemId, data: ItemUpdate, session: SessionDep) -> ItemRead:
     return ItemRead.model_validate(await items.update_item(session, item_id, data=data))
 
@@ -60,5 +63,6 @@ async def update_item(item_id: ItemId, data: ItemUpdate, session: SessionDep) ->
     responses=_404_item,
     summary="Delete an item",
 )
+@one_statement
 async def delete_item(item_id: ItemId, session: SessionDep) -> None:
     await items.delete_item(session, item_id)

@@ -3,7 +3,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from service import users
-from service.api.deps import CursorQuery, Limit, SessionDep, UnitOfWorkRoute, UserId
+from service.api.deps import CursorQuery, Limit, SessionDep, UnitOfWorkRoute, UserId, one_statement
 from service.schemas import Page, UserCreate, UserRead, UserUpdate, encode_cursor
 
 router = APIRouter(prefix="/users", tags=["users"], route_class=UnitOfWorkRoute)
@@ -13,6 +13,7 @@ _409: dict[int | str, dict[str, Any]] = {409: {"description": "Another user has 
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_409, summary="Create a user")
+@one_statement
 async def create_user(data: UserCreate, session: SessionDep, response: Response) -> UserRead:
     user = await users.create_user(session, data=data)
     response.headers["Location"] = f"/users/{user.id}"
@@ -36,6 +37,7 @@ async def get_user(user_id: UserId, session: SessionDep) -> UserRead:
 
 
 @router.patch("/{user_id}", responses=_404 | _409, summary="Change some of a user's fields")
+@one_statement
 async def update_user(user_id: UserId, data: UserUpdate, session: SessionDep) -> UserRead:
     return UserRead.model_validate(await users.update_user(session, user_id, data=data))
 
@@ -46,5 +48,6 @@ async def update_user(user_id: UserId, data: UserUpdate, session: SessionDep) ->
     responses=_404,
     summary="Delete a user and their items",
 )
+@one_statement
 async def delete_user(user_id: UserId, session: SessionDep) -> None:
     await users.delete_user(session, user_id)
