@@ -63,8 +63,10 @@ class FairQueue(AsyncAdaptedQueue[Entry]):
         self._waiters.append(waiter)
         try:
             # shield(): a timeout or a cancellation must not cancel a waiter that was just
-            # handed a connection; the handlers below decide what becomes of it.
-            return await asyncio.wait_for(asyncio.shield(waiter), seconds)
+            # handed a connection; the handlers below decide what becomes of it. Not wait_for(),
+            # which on Python 3.11 drops a cancellation that arrives with the result.
+            async with asyncio.timeout(seconds):
+                return await asyncio.shield(waiter)
         except TimeoutError:
             if waiter.done():  # handed a connection as the time ran out: use it
                 return waiter.result()
@@ -78,8 +80,10 @@ class FairQueue(AsyncAdaptedQueue[Entry]):
             raise
 
     def _give_up(self, waiter: asyncio.Future[Entry]) -> None:
-        waiter.cancel()
-        self._waiters.remove(waiter)
+        if waiter.cancel():
+            self._waiters.remove(waiter)
+        else:  # handed a connection after all (say, by a garbage-collected session): pass it on
+            self.put_nowait(waiter.result())
 
 
 class FairAsyncQueuePool(AsyncAdaptedQueuePool):

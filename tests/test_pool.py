@@ -40,7 +40,7 @@ async def test_returned_connection_goes_to_the_oldest_waiter_not_a_newcomer() ->
     assert order == ["first", "second", "third", "newcomer"]
 
 
-async def test_waiter_cancelled_as_it_is_handed_a_connection_passes_it_on() -> None:
+async def test_waiter_cancelled_just_before_being_handed_a_connection_passes_it_on() -> None:
     queue = FairQueue(maxsize=1)
     first, second = _get(queue), _get(queue)
     await _in_line(queue, 2)
@@ -52,6 +52,20 @@ async def test_waiter_cancelled_as_it_is_handed_a_connection_passes_it_on() -> N
     with pytest.raises(asyncio.CancelledError):
         await first
     assert queue.qsize() == 0
+
+
+async def test_waiter_cancelled_just_after_being_handed_a_connection_passes_it_on() -> None:
+    # The cancellation must reach the task (asyncio.wait_for on Python 3.11 would drop it).
+    queue = FairQueue(maxsize=1)
+    first, second = _get(queue), _get(queue)
+    await _in_line(queue, 2)
+
+    queue.put_nowait(CONNECTION)
+    first.cancel()
+
+    assert await second is CONNECTION
+    with pytest.raises(asyncio.CancelledError):
+        await first
 
 
 async def test_waiter_that_times_out_leaves_the_line() -> None:
