@@ -6,6 +6,7 @@ TEST_POSTGRES_URL, a server URL: the tests create and drop their own databases i
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -110,6 +111,19 @@ async def run_alembic(url: URL, fn: Callable[..., Any], *args: Any, **kwargs: An
             return await conn.run_sync(run)
     finally:
         await engine.dispose()
+
+
+async def alembic_cli(database_url: URL | str, *args: str) -> tuple[int, str]:
+    """`python -m alembic ARGS` from the repo root, as a user runs it: exit code and output."""
+    if isinstance(database_url, URL):
+        database_url = database_url.render_as_string(hide_password=False)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alembic", *args,
+        cwd=ROOT, env=os.environ | {"DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, out.decode()
 
 
 async def migrate(url: URL, revision: str = "head") -> None:

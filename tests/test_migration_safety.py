@@ -1,15 +1,13 @@
 """Alembic on a shared Postgres: concurrent upgrades, and a migration that fails half-way."""
 
 import asyncio
-import os
 import shutil
-import sys
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, Backend, asyncpg_args, empty_database
+from tests.conftest import ROOT, Backend, alembic_cli, asyncpg_args, empty_database
 
 BROKEN_REVISION = '''"""a migration that fails half-way
 
@@ -38,16 +36,6 @@ def downgrade() -> None:
 '''
 
 
-async def _alembic(url: URL, *args: str, ini: Path = ROOT / "alembic.ini") -> tuple[int, str]:
-    env = os.environ | {"DATABASE_URL": url.render_as_string(hide_password=False)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "alembic", "-c", str(ini), *args,
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode or 0, out.decode()
-
-
 async def _fetch(url: URL, query: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(**asyncpg_args(url))
     try:
@@ -63,7 +51,7 @@ async def test_concurrent_upgrades_both_succeed_and_apply_each_migration_once(
     for _ in range(3):  # a race can hide; a lock holds every time
         async with empty_database(Backend("postgres", postgres_server), tmp_path) as url:
             results = await asyncio.gather(
-                _alembic(url, "upgrade", "head"), _alembic(url, "upgrade", "head")
+                alembic_cli(url, "upgrade", "head"), alembic_cli(url, "upgrade", "head")
             )
             versions = await _fetch(url, "SELECT version_num FROM alembic_version")
 
@@ -81,12 +69,13 @@ async def test_failing_migration_leaves_previous_revision_and_no_partial_schema(
 ) -> None:
     shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
     shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
-    code, head = await _alembic(postgres_url, "heads", ini=tmp_path / "alembic.ini")
+    ini = ("-c", str(tmp_path / "alembic.ini"))
+    code, head = await alembic_cli(postgres_url, *ini, "heads")
     head = head.split()[0]
     broken = tmp_path / "migrations" / "versions" / "2099_01_01_0000-0badc0ffee00_broken.py"
     broken.write_text(BROKEN_REVISION.format(head=head))
 
-    code, out = await _alembic(postgres_url, "upgrade", "head", ini=tmp_path / "alembic.ini")
+    code, out = await alembic_cli(postgres_url, *ini, "upgrade", "head")
 
     assert code != 0
     assert "no_such_table" in out

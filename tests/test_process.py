@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, asyncpg_args
+from tests.conftest import ROOT, alembic_cli, asyncpg_args
 from tests.proxy import Proxy
 
 JSON = {"content-type": "application/json"}
@@ -73,16 +73,6 @@ async def uvicorn(database_url: str, *args: str, **env: str) -> AsyncIterator[Se
             await process.wait()
 
 
-async def _alembic(database_url: str, *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "alembic", *args,
-        cwd=ROOT, env=_env(database_url),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode or 0, out.decode()
-
-
 @pytest.fixture
 async def secret_role(postgres_server: URL) -> AsyncIterator[tuple[str, str, str]]:
     """A login role whose password has %, @, : and /, owning a database of its own."""
@@ -109,8 +99,8 @@ async def test_password_with_special_characters_connects_and_never_leaks(
     missing_db = f"postgresql://{role}:{quote(password, safe='')}@{host}/{database}_missing"
     leaks = (password, quote(password, safe=""), quote(password))
 
-    migrate_code, migrate_out = await _alembic(url, "upgrade", "head")
-    failed_code, failed_out = await _alembic(missing_db, "upgrade", "head")
+    migrate_code, migrate_out = await alembic_cli(url, "upgrade", "head")
+    failed_code, failed_out = await alembic_cli(missing_db, "upgrade", "head")
     bodies: list[str] = []
     async with uvicorn(url, "--log-level", "debug", DB_ECHO="true", LOG_LEVEL="debug") as server:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
