@@ -1,26 +1,20 @@
-"""Declarative base with a naming convention, and the engine and session factories."""
+"""Declarative base with a naming convention, the engine factories, and the gate that admits
+requests to the database in arrival order."""
 
-from collections.abc import Sequence
+import asyncio
 from datetime import UTC, datetime
-from itertools import combinations
+from types import TracebackType
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Dialect, MetaData, Update, bindparam, event, update
+from sqlalchemy import DateTime, Dialect, MetaData, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from service.config import Settings
-from service.pool import FairAsyncQueuePool
 
 # Named constraints let Alembic drop and alter them by name, on SQLite (batch mode) too.
 NAMING_CONVENTION = {
@@ -32,8 +26,6 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-# Execution option: how a SQLite transaction begins ("DEFERRED", "IMMEDIATE", or None: no BEGIN).
-SQLITE_BEGIN = "sqlite_begin"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -61,34 +53,19 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
-def partial_updates(model: type[Any], fields: Sequence[str]) -> dict[frozenset[str], Update]:
-    """A prebuilt `UPDATE ... WHERE id = :row_id RETURNING <model>` per non-empty set of fields.
-
-    Each sets its fields from `:new_<field>` parameters. The changed row comes back through
-    RETURNING, so the session has nothing to synchronise.
-    """
-    statements: dict[frozenset[str], Update] = {}
-    for size in range(1, len(fields) + 1):
-        for subset in combinations(fields, size):
-            values: dict[Any, Any] = {
-                getattr(model, field): bindparam(f"new_{field}") for field in subset
-            }
-            statement = update(model).where(model.id == bindparam("row_id")).values(values)
-            statements[frozenset(subset)] = statement.returning(model).execution_options(
-                synchronize_session=False
-            )
-    return statements
-
-
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
-    pool = {
+    options: dict[str, Any] = {
+        "echo": settings.DB_ECHO,
+        # Statement parameters hold password hashes and token hashes: keep them out of the
+        # SQL echo and out of error messages.
+        "hide_parameters": True,
         "pool_size": settings.DB_POOL_SIZE,
         "max_overflow": settings.DB_MAX_OVERFLOW,
         "pool_timeout": settings.DB_POOL_TIMEOUT,
     }
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, echo=settings.DB_ECHO, **pool)
+        engine = create_async_engine(url, **options)
         _sqlite_hooks(engine, _SQLITE_APP_PRAGMAS)
         return engine
     server_settings = {"application_name": "service"}
@@ -96,11 +73,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         server_settings["statement_timeout"] = str(int(settings.DB_STATEMENT_TIMEOUT * 1000))
     engine = create_async_engine(
         url,
-        echo=settings.DB_ECHO,
-        # Not on SQLite: there, handing each returned connection to the oldest waiter measured
-        # 30% slower on PATCH than the stock pool, which mostly reuses the last one returned.
-        poolclass=FairAsyncQueuePool,
-        **pool,
+        **options,
         connect_args={"timeout": settings.DB_CONNECT_TIMEOUT, "server_settings": server_settings},
     )
     # Instead of pool_pre_ping, which costs BEGIN; SELECT; ROLLBACK on every checkout.
@@ -133,29 +106,50 @@ def create_migration_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(bind, expire_on_commit=False)
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached (the API answers 503)."""
 
 
-def unit_of_work_options(
-    bind: AsyncEngine | AsyncConnection | None, *, transaction: bool
-) -> dict[str, Any]:
-    """Connection options for a request's work: in one transaction, or statement by statement.
+class DatabaseBusy(DatabaseUnavailable):
+    """No connection became free within DB_POOL_TIMEOUT."""
 
-    Without a transaction each statement commits on its own. That suits a read-only request (a
-    lone SELECT, or SELECTs each of which, under Postgres's READ COMMITTED, takes its own
-    snapshot even inside a transaction) and a write that is one statement, atomic by itself:
-    BEGIN and COMMIT would add two round trips and no isolation, and on SQLite would hold the
-    database's one write lock across the request instead of for the statement alone. A session
-    joined into an outer transaction keeps it.
+
+class ConnectionGate:
+    """Admits requests to the database one per pooled connection, in the order they arrive.
+
+    SQLAlchemy's async pool does not serve waiting requests in order (sqlalchemy#7679): a
+    request arriving as a connection is returned takes it ahead of the woken waiter, which
+    queues again, so under load a few requests wait many turns. asyncio.Semaphore is first in,
+    first out and hands a released slot to the oldest waiter; sized to the pool, it leaves the
+    pool nobody to make wait. `async with gate:` waits at most `timeout` seconds.
     """
-    if bind is None:
-        return {}
-    if bind.dialect.name == "sqlite":
-        return {SQLITE_BEGIN: "IMMEDIATE" if transaction else None}
-    if transaction or not isinstance(bind, AsyncEngine):
-        return {}
-    return {"isolation_level": "AUTOCOMMIT"}
+
+    def __init__(self, slots: int, timeout: float) -> None:
+        self.slots = slots
+        self.timeout = timeout
+        self.waiting = 0  # requests in line now, for the metrics
+        self._free = asyncio.Semaphore(slots)
+
+    async def __aenter__(self) -> None:
+        if not self._free.locked():  # a free slot and nobody in line: no timer needed
+            await self._free.acquire()
+            return
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._free.acquire()
+        except TimeoutError:
+            raise DatabaseBusy(f"no database connection free within {self.timeout:g} s") from None
+        finally:
+            self.waiting -= 1
+
+    async def __aexit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self._free.release()
 
 
 _SQLITE_APP_PRAGMAS = (
@@ -168,9 +162,9 @@ _SQLITE_APP_PRAGMAS = (
 
 
 def _sqlite_hooks(engine: AsyncEngine, pragmas: tuple[str, ...]) -> None:
+    # SQLAlchemy's documented recipe for SQLite transactions: the driver sends no BEGIN of its
+    # own, SQLAlchemy sends it. That makes SAVEPOINT and transactional DDL work.
     def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        # SQLAlchemy, not the sqlite3 module, emits BEGIN (see _sqlite_on_begin): this makes
-        # SAVEPOINT and transactional DDL work, as SQLAlchemy's SQLite docs recommend.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in pragmas:
@@ -178,13 +172,11 @@ def _sqlite_hooks(engine: AsyncEngine, pragmas: tuple[str, ...]) -> None:
         cursor.close()
 
     event.listen(engine.sync_engine, "connect", on_connect)
-    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
 
 
-def _sqlite_on_begin(conn: Connection) -> None:
-    # Writers take the write lock up front (BEGIN IMMEDIATE) so they queue on busy_timeout
-    # instead of failing with "database is locked" when a read lock cannot be upgraded.
-    # Reads (None) send no BEGIN: each statement is then its own transaction.
-    mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
-    if mode is not None:
-        conn.exec_driver_sql(f"BEGIN {mode}")
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    # Every transaction takes SQLite's one write lock up front, so a request that reads and
+    # then writes queues on busy_timeout at BEGIN, instead of failing with "database is
+    # locked" when its read lock cannot be upgraded.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

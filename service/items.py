@@ -1,29 +1,30 @@
-"""Item queries and rules. Runs statements, never commits: the request owns the transaction."""
+"""Item queries and rules, run in the request's transaction; nothing here commits.
 
-from sqlalchemy import delete, exists, insert, select
+Reads take the request's connection, writes its session (see service/api/deps.py).
+"""
+
+from typing import Any
+
+from sqlalchemy import Row, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from service.db import partial_updates
 from service.errors import NotFound
-from service.models import Item, User
+from service.models import items, users
 from service.schemas import ItemCreate, ItemUpdate
 
-# Writes are single INSERT/UPDATE ... RETURNING statements: one round trip that also gives back
-# the row, and no ORM unit-of-work flush, which costs more Python time than the statement.
-_INSERT = insert(Item).returning(Item)
-_UPDATES = partial_updates(Item, ("title", "description"))
-
-
-async def create_item(session: AsyncSession, *, owner_id: int, data: ItemCreate) -> Item:
-    # The foreign key decides whether the owner exists, also if it is deleted meanwhile.
-    try:
-        result = await session.scalars(_INSERT, {"owner_id": owner_id, **data.model_dump()})
-    except IntegrityError as exc:
-        if _missing_owner(exc):
-            raise NotFound(f"user {owner_id} not found") from None
-        raise
-    return result.one()
+# Built once, Core on the table: see service/users.py.
+_INSERT = insert(items).returning(*items.c)
+_BY_ID = select(items).where(items.c.id == bindparam("item_id"))
+_PAGE = (
+    select(items)
+    .where(items.c.owner_id == bindparam("owner_id"), items.c.id > bindparam("after"))
+    .order_by(items.c.id)
+    .limit(bindparam("limit"))
+)
+_USER_EXISTS = select(exists().where(users.c.id == bindparam("user_id")))
+_UPDATE = update(items).where(items.c.id == bindparam("item_id")).returning(*items.c)
+_DELETE = delete(items).where(items.c.id == bindparam("item_id"))
 
 
 def _missing_owner(exc: IntegrityError) -> bool:
@@ -32,42 +33,49 @@ def _missing_owner(exc: IntegrityError) -> bool:
     return "fk_items_owner_id_users" in message or "FOREIGN KEY constraint failed" in message
 
 
-async def get_item(session: AsyncSession, item_id: int) -> Item:
-    item = await session.get(Item, item_id)
+async def create_item(session: AsyncSession, *, owner_id: int, data: ItemCreate) -> Row[Any]:
+    # The foreign key decides whether the owner exists, also if it is deleted meanwhile.
+    try:
+        return (await session.execute(_INSERT, {"owner_id": owner_id, **data.model_dump()})).one()
+    except IntegrityError as exc:
+        if _missing_owner(exc):
+            raise NotFound(f"user {owner_id} not found") from None
+        raise
+
+
+async def get_item(connection: AsyncConnection, item_id: int) -> Row[Any]:
+    item = (await connection.execute(_BY_ID, {"item_id": item_id})).one_or_none()
     if item is None:
         raise NotFound(f"item {item_id} not found")
     return item
 
 
 async def list_items(
-    session: AsyncSession, *, owner_id: int, after: int | None, limit: int
-) -> tuple[list[Item], int | None]:
+    connection: AsyncConnection, *, owner_id: int, after: int | None, limit: int
+) -> tuple[list[Row[Any]], int | None]:
     """One page of a user's items in id order, and the id to continue after."""
-    query = select(Item).where(Item.owner_id == owner_id).order_by(Item.id).limit(limit + 1)
-    if after is not None:
-        query = query.where(Item.id > after)
-    items = list((await session.scalars(query)).all())
+    params = {"owner_id": owner_id, "after": after or 0, "limit": limit + 1}
+    rows = list((await connection.execute(_PAGE, params)).all())
     # Only an empty page needs to tell "no such user" from "no more items".
-    if not items and not await session.scalar(select(exists().where(User.id == owner_id))):
+    if not rows and not await connection.scalar(_USER_EXISTS, {"user_id": owner_id}):
         raise NotFound(f"user {owner_id} not found")
-    if len(items) > limit:
-        return items[:limit], items[limit - 1].id
-    return items, None
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
 
 
-async def update_item(session: AsyncSession, item_id: int, *, data: ItemUpdate) -> Item:
-    """Apply a partial update in one statement; updated_at changes with it."""
+async def update_item(session: AsyncSession, item_id: int, *, data: ItemUpdate) -> Row[Any]:
+    """Apply a partial update: the fields the request set, in one UPDATE ... RETURNING."""
     changes = data.model_dump(exclude_unset=True)
     if not changes:
-        return await get_item(session, item_id)
-    params = {"row_id": item_id} | {f"new_{field}": value for field, value in changes.items()}
-    item: Item | None = await session.scalar(_UPDATES[frozenset(changes)], params)
+        return await get_item(await session.connection(), item_id)
+    item = (await session.execute(_UPDATE, {"item_id": item_id, **changes})).one_or_none()
     if item is None:
         raise NotFound(f"item {item_id} not found")
     return item
 
 
 async def delete_item(session: AsyncSession, item_id: int) -> None:
-    result = await session.execute(delete(Item).where(Item.id == item_id))
+    result = await session.execute(_DELETE, {"item_id": item_id})
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound(f"item {item_id} not found")

@@ -52,3 +52,8 @@ class Item(Timestamped, Base):
     description: Mapped[str | None] = mapped_column(Text)
 
     owner: Mapped[User] = relationship(back_populates="items", lazy="raise")
+
+
+# The tables themselves, for Core statements (service/users.py says why).
+users = Base.metadata.tables["users"]
+items = Base.metadata.tables["items"]

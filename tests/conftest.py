@@ -22,10 +22,11 @@ from alembic.config import Config
 from fastapi import FastAPI
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from service.api.deps import get_connection
 from service.config import Settings, normalize_database_url
-from service.db import create_engine, create_migration_engine
+from service.db import ConnectionGate, create_engine, create_migration_engine
 from service.main import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,11 +162,19 @@ async def connection(migrated_engine: AsyncEngine) -> AsyncIterator[AsyncConnect
 @pytest.fixture
 def app(connection: AsyncConnection) -> FastAPI:
     url = connection.engine.url
-    app = create_app(settings_for(url), alembic_ini=ALEMBIC_INI)
-    # Each request's commit releases a SAVEPOINT inside the test's transaction.
-    app.state.sessionmaker = async_sessionmaker(
-        connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-    )
+    settings = settings_for(url)
+    app = create_app(settings, alembic_ini=ALEMBIC_INI)
+    # What the lifespan sets up (the test does not run it), with the migrated engine.
+    app.state.engine = connection.engine
+    app.state.db_gate = ConnectionGate(settings.DB_POOL_SIZE, settings.DB_POOL_TIMEOUT)
+
+    async def request_connection() -> AsyncIterator[AsyncConnection]:
+        # Each request's transaction is a SAVEPOINT inside the test's, released when it
+        # succeeds and rolled back when it fails, as get_connection commits or rolls back.
+        async with connection.begin_nested():
+            yield connection
+
+    app.dependency_overrides[get_connection] = request_connection
     return app
 
 

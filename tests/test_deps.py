@@ -1,33 +1,29 @@
-"""A request's database work: one transaction, or statement by statement where marked."""
+"""A request's database work is one transaction: all or nothing, committed before the response."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import func, select
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Message, Receive, Scope, Send
 
 from service import users
-from service.api.deps import SessionDep, UnitOfWorkRoute, one_statement
+from service.api.deps import ConnectionDep, SessionDep
+from service.db import create_engine
 from service.main import create_app
+from service.models import users as users_table
 from service.schemas import UserCreate
 from tests.conftest import ALEMBIC_INI, settings_for
 
 
-def _two_writes() -> Callable[[AsyncSession], Awaitable[None]]:
-    """A new endpoint (the marker sets an attribute on it) whose second INSERT fails with 409."""
-
-    async def create_two_users_with_one_email(session: SessionDep) -> None:
-        await users.create_user(session, data=UserCreate(email="dup@example.com", name="First"))
-        await users.create_user(session, data=UserCreate(email="dup@example.com", name="Second"))
-
-    return create_two_users_with_one_email
-
-
 @asynccontextmanager
-async def _served_with(url: URL, router: APIRouter) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(settings_for(url), alembic_ini=ALEMBIC_INI)
+async def _served_with(
+    url: URL, router: APIRouter, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    app: FastAPI = create_app(settings_for(url, **overrides), alembic_ini=ALEMBIC_INI)
     app.include_router(router)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -35,26 +31,88 @@ async def _served_with(url: URL, router: APIRouter) -> AsyncIterator[httpx.Async
             yield client
 
 
-async def test_write_route_keeps_all_or_nothing_of_its_statements(migrated_url: URL) -> None:
-    router = APIRouter(route_class=UnitOfWorkRoute)
-    router.post("/two")(_two_writes())
+async def _stored_names(url: URL) -> list[str]:
+    engine = create_engine(settings_for(url))
+    try:
+        async with engine.connect() as connection:
+            return list((await connection.scalars(select(users_table.c.name))).all())
+    finally:
+        await engine.dispose()
+
+
+async def test_write_that_fails_half_way_keeps_none_of_its_statements(migrated_url: URL) -> None:
+    router = APIRouter()
+
+    @router.post("/two")
+    async def create_two_users_with_one_email(session: SessionDep) -> None:
+        await users.create_user(session, data=UserCreate(email="dup@example.com", name="First"))
+        await users.create_user(session, data=UserCreate(email="dup@example.com", name="Second"))
 
     async with _served_with(migrated_url, router) as client:
         response = await client.post("/two")
-        stored = (await client.get("/users")).json()["items"]
 
     assert response.status_code == 409
-    assert stored == []
+    assert await _stored_names(migrated_url) == []
 
 
-async def test_one_statement_route_commits_each_statement_on_its_own(migrated_url: URL) -> None:
-    # What the marker means, and why a route that writes twice must not carry it.
-    router = APIRouter(route_class=UnitOfWorkRoute)
-    router.post("/two")(one_statement(_two_writes()))
+async def test_write_then_unexpected_error_rolls_back(migrated_url: URL) -> None:
+    router = APIRouter()
+
+    @router.post("/then-fail")
+    async def create_then_fail(session: SessionDep) -> None:
+        await users.create_user(session, data=UserCreate(email="a@example.com", name="Lost"))
+        raise RuntimeError("boom")
 
     async with _served_with(migrated_url, router) as client:
-        response = await client.post("/two")
-        stored = (await client.get("/users")).json()["items"]
+        response = await client.post("/then-fail")
 
-    assert response.status_code == 409
-    assert [user["name"] for user in stored] == ["First"]
+    assert response.status_code == 500
+    assert await _stored_names(migrated_url) == []
+
+
+async def test_write_is_committed_before_the_response_starts(migrated_url: URL) -> None:
+    app = create_app(settings_for(migrated_url), alembic_ini=ALEMBIC_INI)
+    seen_at_response_start: list[int] = []
+    engine = create_engine(settings_for(migrated_url))
+
+    async def watch(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_and_look(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope["method"] == "POST":
+                # Another connection sees the row as the response starts: it is committed.
+                async with engine.connect() as connection:
+                    count = await connection.scalar(select(func.count()).select_from(users_table))
+                seen_at_response_start.append(count or 0)
+            await send(message)
+
+        await app(scope, receive, send_and_look)
+
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=watch)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                response = await client.post("/users", json={"email": "c@example.com", "name": "C"})
+    finally:
+        await engine.dispose()
+
+    assert response.status_code == 201
+    assert seen_at_response_start == [1]
+
+
+async def test_reads_and_writes_of_a_request_share_one_connection(migrated_url: URL) -> None:
+    # With a pool of one and no overflow, a second checkout within the request would wait
+    # and time out (503).
+    router = APIRouter()
+
+    @router.post("/read-then-write")
+    async def read_then_write(connection: ConnectionDep, session: SessionDep) -> int:
+        await users.create_user(session, data=UserCreate(email="b@example.com", name="Both"))
+        page, _ = await users.list_users(connection, after=None, limit=10)
+        return len(page)
+
+    overrides = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
+    async with _served_with(migrated_url, router, **overrides) as client:
+        response = await client.post("/read-then-write")
+
+    assert response.status_code == 200
+    assert response.json() == 1  # the read saw the write: same transaction
+    assert await _stored_names(migrated_url) == ["Both"]

@@ -3,7 +3,7 @@ from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
-from service.db import create_engine, create_sessionmaker
+from service.db import ConnectionGate, create_engine
 from service.main import create_app
 from tests.conftest import (
     ALEMBIC_INI,
@@ -16,8 +16,9 @@ from tests.conftest import (
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def test_health_reports_database_ok_and_head_revision(client: httpx.AsyncClient) -> None:
-    response = await client.get("/health")
+async def test_health_reports_database_ok_and_head_revision(migrated_url: URL) -> None:
+    async with served(migrated_url) as client:
+        response = await client.get("/health")
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "revision": HEAD}
@@ -79,7 +80,8 @@ async def test_health_live_touches_no_database() -> None:
         alembic_ini=ALEMBIC_INI,
     )
     engine = create_engine(app.state.settings)
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.engine = engine
+    app.state.db_gate = ConnectionGate(1, 1)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         live = await client.get("/health/live")

@@ -79,7 +79,7 @@ async def test_database_that_accepts_but_never_answers_gives_503_within_connect_
 async def test_exhausted_pool_answers_503_then_serves_again(migrated_url: URL) -> None:
     async with served(migrated_url, **OVERLOAD) as client:
         app = client._transport.app  # type: ignore[attr-defined]
-        engine: AsyncEngine = app.state.sessionmaker.kw["bind"]
+        engine: AsyncEngine = app.state.engine
         async with engine.connect():  # holds the only connection
             start = time.monotonic()
             burst = await asyncio.gather(*(client.get("/users") for _ in range(5)))

@@ -64,7 +64,10 @@ def _operations() -> list[Operation]:
     for result in SCHEMA.get_all_operations():
         if isinstance(result, Err):
             raise result.err()
-        operations.append(result.ok())
+        # /health opens a connection of its own, which on SQLite would wait for the test's
+        # open transaction; tests/test_health.py covers it on a database of its own.
+        if not result.ok().path.startswith("/health"):
+            operations.append(result.ok())
     return operations
 
 

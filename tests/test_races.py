@@ -5,9 +5,10 @@ import asyncio
 import pytest
 from sqlalchemy import delete, text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from service import items, users
-from service.db import create_engine, create_sessionmaker
+from service.db import create_engine
 from service.errors import NotFound
 from service.models import Item, User
 from service.schemas import ItemCreate, ItemUpdate, UserCreate, UserUpdate
@@ -24,7 +25,7 @@ async def test_update_racing_a_delete_is_not_found(postgres_url: URL, target: st
     # A PATCH's UPDATE waits on the row lock of a DELETE still in flight; once the DELETE
     # commits, Postgres re-checks the row, finds it gone and updates nothing: 404, not 500.
     engine = create_engine(settings_for(postgres_url))
-    sessions = create_sessionmaker(engine)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
     try:
         async with sessions.begin() as setup:
             user = await users.create_user(setup, data=UserCreate(email="r@example.com", name="R"))

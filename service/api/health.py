@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import ConfigError
+from service.db import ConnectionGate, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/health", tags=["health"])
@@ -66,12 +67,13 @@ def _current_revisions(connection: Connection) -> tuple[str, ...]:
 )
 async def ready(request: Request) -> Ready | JSONResponse:
     head: str = request.app.state.migration_head
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    gate: ConnectionGate = request.app.state.db_gate
+    engine: AsyncEngine = request.app.state.engine
     try:
-        async with sessionmaker() as session:
-            connection = await session.connection()
+        async with gate, engine.connect() as connection:
             current = await connection.run_sync(_current_revisions)
-    except (SQLAlchemyError, OSError) as exc:
+    # OSError: a refused or timed-out connect (see service/api/deps.py).
+    except (SQLAlchemyError, DatabaseUnavailable, OSError) as exc:
         log.warning("health check: database unavailable (%s)", type(exc).__name__)
         return _not_ready("database unavailable")
     if current != (head,):

@@ -3,18 +3,10 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from service import items
-from service.api.deps import (
-    CursorQuery,
-    ItemId,
-    Limit,
-    SessionDep,
-    UnitOfWorkRoute,
-    UserId,
-    one_statement,
-)
+from service.api.deps import ConnectionDep, CursorQuery, ItemId, Limit, SessionDep, UserId
 from service.schemas import ItemCreate, ItemRead, ItemUpdate, Page, encode_cursor
 
-router = APIRouter(tags=["items"], route_class=UnitOfWorkRoute)
+router = APIRouter(tags=["items"])
 
 _404_user: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
 _404_item: dict[int | str, dict[str, Any]] = {404: {"description": "No such item"}}
@@ -26,7 +18,6 @@ _404_item: dict[int | str, dict[str, Any]] = {404: {"description": "No such item
     responses=_404_user,
     summary="Create an item owned by a user",
 )
-@one_statement
 async def create_item(
     user_id: UserId, data: ItemCreate, session: SessionDep, response: Response
 ) -> ItemRead:
@@ -37,22 +28,21 @@ async def create_item(
 
 @router.get("/users/{user_id}/items", responses=_404_user, summary="List a user's items")
 async def list_items(
-    user_id: UserId, session: SessionDep, limit: Limit = 50, cursor: CursorQuery = None
+    user_id: UserId, connection: ConnectionDep, limit: Limit = 50, cursor: CursorQuery = None
 ) -> Page[ItemRead]:
-    page, after = await items.list_items(session, owner_id=user_id, after=cursor, limit=limit)
+    page, after = await items.list_items(connection, owner_id=user_id, after=cursor, limit=limit)
     return Page[ItemRead](
-        items=[ItemRead.model_validate(i) for i in page],
+        items=[ItemRead.model_validate(item) for item in page],
         next_cursor=None if after is None else encode_cursor(after),
     )
 
 
 @router.get("/items/{item_id}", responses=_404_item, summary="Get an item")
-async def get_item(item_id: ItemId, session: SessionDep) -> ItemRead:
-    return ItemRead.model_validate(await items.get_item(session, item_id))
+async def get_item(item_id: ItemId, connection: ConnectionDep) -> ItemRead:
+    return ItemRead.model_validate(await items.get_item(connection, item_id))
 
 
 @router.patch("/items/{item_id}", responses=_404_item, summary="Change some of an item's fields")
-@one_statement
 async def update_item(item_id: ItemId, data: ItemUpdate, session: SessionDep) -> ItemRead:
     return ItemRead.model_validate(await items.update_item(session, item_id, data=data))
 
@@ -63,6 +53,5 @@ async def update_item(item_id: ItemId, data: ItemUpdate, session: SessionDep) ->
     responses=_404_item,
     summary="Delete an item",
 )
-@one_statement
 async def delete_item(item_id: ItemId, session: SessionDep) -> None:
     await items.delete_item(session, item_id)

@@ -1,0 +1,185 @@
+"""How errors become responses: one handler per kind, and the 500 for everything else.
+
+ServiceError (service/errors.py)   its status_code, {"detail": ...}
+RequestValidationError             422, FastAPI's list of errors, safe to write out
+HTTPException                      as FastAPI answers, but 400 -> 422 and 405 with every method
+DatabaseUnavailable, pool timeout  503, Retry-After
+DBAPIError                         503 if the database is down, busy or not migrated; else 500
+anything else                      500, logged once with its traceback (ServerErrors)
+"""
+
+import json
+import logging
+import math
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.db import DatabaseUnavailable
+from service.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+NOT_MIGRATED = "database schema is not up to date; run `alembic upgrade head`"
+UNAVAILABLE = "database unavailable, try again later"
+
+# Postgres SQLSTATE classes that mean "the database cannot serve us now", not a bug: connection
+# exception (08), login refused (28), database missing (3D), insufficient resources (53),
+# operator intervention such as a statement timeout or a shutdown (57).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "28", "3D", "53", "57")
+# SQLite's equivalents: locked past busy_timeout, the file cannot be opened, read or written.
+_UNAVAILABLE_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
+_SCHEMA_MISSING_SQLSTATES = ("42P01", "42703")  # undefined table, undefined column
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(DatabaseUnavailable, _unavailable)
+    app.add_exception_handler(PoolTimeoutError, _unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_middleware(ServerErrors)
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI's own 422, except that its default handler fails (500) on input that the errors
+    # echo but JSON output cannot hold: NaN and Infinity (Python's JSON parser takes them),
+    # lone surrogates ("\ud800" is valid JSON), a body that is not UTF-8.
+    errors = jsonable_encoder(
+        exc.errors(),
+        custom_encoder={
+            str: _scrub_surrogates,
+            float: _finite_or_text,
+            bytes: lambda b: b.decode(errors="replace"),
+            # Instead of `{}`: the message of a ValueError raised by a validator.
+            Exception: lambda e: _scrub_surrogates(str(e)),
+        },
+    )
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _scrub_surrogates(text: str) -> str:
+    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
+def _finite_or_text(number: float) -> float | str:
+    return number if math.isfinite(number) else json.dumps(number)  # "NaN", "-Infinity"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # Our code raises no 400: this is FastAPI failing to parse a body that is not UTF-8,
+        # nested too deep or holds too large a number. Like a JSON syntax error, that is a
+        # 422 "JSON decode error", the status the schema documents for bad input.
+        error = {
+            "type": "json_invalid",
+            "loc": ("body",),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": "the body is not UTF-8, or too deep or too large to parse"},
+        }
+        return await _invalid_request(request, RequestValidationError([error]))
+    if exc.status_code == 405:
+        # The router names only the methods of the first route whose path matched; the Allow
+        # header must list every method the path supports (RFC 9110).
+        allowed = ", ".join(sorted(_methods_of(request.app, request.url.path)))
+        exc = HTTPException(405, exc.detail, headers={"Allow": allowed})
+    return await http_exception_handler(request, exc)
+
+
+def _methods_of(app: FastAPI, path: str) -> set[str]:
+    """Every method some route serves at `path`: the API's from its OpenAPI schema, plus the
+    documentation's own routes (/docs, /openapi.json)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path):
+            methods |= {method.upper() for method in operations}
+    for route in app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.fullmatch(path):
+            methods |= route.methods
+    return methods
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The type only: SQLAlchemy's message carries the statement.
+    log.warning(
+        "%s %s: database unavailable (%s)", request.method, request.url.path, type(exc).__name__
+    )
+    return JSONResponse({"detail": UNAVAILABLE}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    sqlite_error = getattr(exc.orig, "sqlite_errorname", None) or ""
+    message = str(exc.orig)
+    if sqlstate in _SCHEMA_MISSING_SQLSTATES or message.startswith(
+        ("no such table", "no such column")
+    ):
+        # Retrying will not help until someone migrates: say so, and no Retry-After.
+        log.error("%s %s: database schema is behind the code", request.method, request.url.path)
+        return JSONResponse({"detail": NOT_MIGRATED}, status_code=503)
+    if (
+        exc.connection_invalidated
+        or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+        or sqlite_error.startswith(_UNAVAILABLE_SQLITE_ERRORS)
+    ):
+        return await _unavailable(request, exc)
+    raise exc  # a bug, not an outage: ServerErrors answers 500
+
+
+class ServerErrors:
+    """Answers 500 to an exception no handler took, and logs it once, with its traceback.
+
+    Starlette's own ServerErrorMiddleware, outside this one, would answer as well but then
+    re-raise the exception to the server, which logs it a second time.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_started(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_started)
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if not started:  # else the server closes the half-sent response
+                response = JSONResponse({"detail": "internal server error"}, status_code=500)
+                await response(scope, receive, send)
+
+
+def openapi_errors() -> dict[int | str, dict[str, Any]]:
+    return {503: {"model": ErrorDetail, "description": "Database unavailable or busy"}}

@@ -1,0 +1,83 @@
+"""Errors: a 500 is answered and logged once; 503 only for the database; 405 names every method."""
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import APIRouter
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from service.api.deps import ConnectionDep
+from service.main import create_app
+from tests.conftest import ALEMBIC_INI, settings_for
+
+router = APIRouter()
+
+
+@router.get("/bug")
+async def bug() -> None:
+    raise ZeroDivisionError("a bug")
+
+
+@router.get("/missing-file")
+def missing_file() -> str:
+    return Path("/nonexistent/file.txt").read_text()  # an OSError, not the database's
+
+
+@router.get("/bad-sql")
+async def bad_sql(connection: ConnectionDep) -> None:
+    await connection.execute(text("SELECT no_such_function()"))
+
+
+@pytest.fixture
+async def buggy_client(migrated_url: URL) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings_for(migrated_url), alembic_ini=ALEMBIC_INI)
+    app.include_router(router)
+    async with app.router.lifespan_context(app):
+        # raise_app_exceptions (httpx's default): an exception re-raised to the server, which
+        # would log it a second time, fails the request here.
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [("/bug", "ZeroDivisionError"), ("/missing-file", "FileNotFoundError"), ("/bad-sql", "")],
+)
+async def test_unexpected_error_answers_500_and_logs_one_traceback(
+    buggy_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, path: str, error: str
+) -> None:
+    with caplog.at_level(logging.INFO):
+        response = await buggy_client.get(path)
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal server error"}
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert len(tracebacks) == 1
+    assert f"GET {path} failed" in tracebacks[0].getMessage()
+    assert error in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/users", "GET, POST"),
+        ("PUT", "/users/1", "DELETE, GET, PATCH"),
+        ("OPTIONS", "/items/1", "DELETE, GET, PATCH"),
+        ("DELETE", "/users/1/items", "GET, POST"),
+        ("POST", "/health", "GET"),
+        ("POST", "/openapi.json", "GET, HEAD"),
+    ],
+)
+async def test_wrong_method_answers_405_naming_every_method_of_the_path(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.json() == {"detail": "Method Not Allowed"}
