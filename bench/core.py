@@ -1,36 +1,46 @@
 """The benchmark's middle rung: the users endpoints in FastAPI with SQLAlchemy Core, no more.
 
 Between bench/baseline.py (the raw driver) and the service: the service's engine, tables and
-statements, run on an AsyncConnection opened in each endpoint (reads without BEGIN ... COMMIT,
-writes in engine.begin()), with no dependency, gate or session. What it costs over the baseline
-is SQLAlchemy's execution layer; what the service costs over it is our own plumbing.
+statements, run on an AsyncConnection opened in each endpoint (the token checked on it first),
+with no dependency, gate or session. What it costs over the baseline is SQLAlchemy's execution
+layer; what the service costs over it is our own plumbing.
 
     DATABASE_URL=... DB_POOL_SIZE=10 uvicorn bench.core:app
 """
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response, status
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from service import auth
 from service.config import load_settings
 from service.db import create_engine
-from service.models import users
-from service.schemas import MAX_ID, Cursor, Page, UserCreate, UserRead, UserUpdate, encode_cursor
+from service.models import items, users
+from service.schemas import (
+    MAX_ID,
+    Cursor,
+    ItemCreate,
+    ItemRead,
+    Page,
+    UserRead,
+    UserUpdate,
+    encode_cursor,
+)
 
-INSERT = insert(users).returning(*users.c)
-BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+BY_ID = select(*auth.USER_COLUMNS).where(users.c.id == bindparam("user_id"))
 PAGE = (
-    select(users)
+    select(*auth.USER_COLUMNS)
     .where(users.c.id > bindparam("after"))
     .order_by(users.c.id)
     .limit(bindparam("limit"))
 )
-UPDATE = update(users).where(users.c.id == bindparam("user_id")).returning(*users.c)
+UPDATE = update(users).where(users.c.id == bindparam("user_id")).returning(*auth.USER_COLUMNS)
+INSERT_ITEM = insert(items).returning(*items.c)
 
 
 @asynccontextmanager
@@ -47,11 +57,22 @@ app = FastAPI(title="core", lifespan=lifespan)
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 CursorQuery = Annotated[Cursor | None, Query()]
+_401 = HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def _engine(request: Request) -> AsyncEngine:
+@asynccontextmanager
+async def _signed_in(request: Request) -> AsyncIterator[tuple[AsyncConnection, Row[Any]]]:
+    """A connection in a transaction and its caller, from the bearer token (the service's
+    own lookup)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _401
     engine: AsyncEngine = request.app.state.engine
-    return engine
+    async with engine.begin() as connection:
+        caller = await auth.user_for_token(connection, token)
+        if caller is None:
+            raise _401
+        yield connection, caller
 
 
 @app.get("/health/live")
@@ -59,22 +80,11 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.post("/users", status_code=status.HTTP_201_CREATED)
-async def create_user(data: UserCreate, request: Request, response: Response) -> UserRead:
-    try:
-        async with _engine(request).begin() as connection:
-            row = (await connection.execute(INSERT, data.model_dump())).one()
-    except IntegrityError:
-        raise HTTPException(409, f"a user with email {data.email!r} already exists") from None
-    response.headers["Location"] = f"/users/{row.id}"
-    return UserRead.model_validate(row)
-
-
 @app.get("/users")
 async def list_users(
     request: Request, limit: Limit = 50, cursor: CursorQuery = None
 ) -> Page[UserRead]:
-    async with _engine(request).connect() as connection:
+    async with _signed_in(request) as (connection, _caller):
         params = {"after": cursor or 0, "limit": limit + 1}
         rows = (await connection.execute(PAGE, params)).all()
     more = len(rows) > limit
@@ -86,7 +96,7 @@ async def list_users(
 
 @app.get("/users/{user_id}")
 async def get_user(user_id: UserId, request: Request) -> UserRead:
-    async with _engine(request).connect() as connection:
+    async with _signed_in(request) as (connection, _caller):
         row = (await connection.execute(BY_ID, {"user_id": user_id})).one_or_none()
     if row is None:
         raise HTTPException(404, f"user {user_id} not found")
@@ -97,7 +107,9 @@ async def get_user(user_id: UserId, request: Request) -> UserRead:
 async def update_user(user_id: UserId, data: UserUpdate, request: Request) -> UserRead:
     changes = data.model_dump(exclude_unset=True)
     try:
-        async with _engine(request).begin() as connection:
+        async with _signed_in(request) as (connection, caller):
+            if caller.id != user_id:
+                raise HTTPException(403, "you can only change your own account")
             statement = UPDATE if changes else BY_ID
             row = (await connection.execute(statement, {"user_id": user_id, **changes})).first()
     except IntegrityError:
@@ -105,3 +117,16 @@ async def update_user(user_id: UserId, data: UserUpdate, request: Request) -> Us
     if row is None:
         raise HTTPException(404, f"user {user_id} not found")
     return UserRead.model_validate(row)
+
+
+@app.post("/users/{user_id}/items", status_code=status.HTTP_201_CREATED)
+async def create_item(
+    user_id: UserId, data: ItemCreate, request: Request, response: Response
+) -> ItemRead:
+    async with _signed_in(request) as (connection, caller):
+        if caller.id != user_id:
+            raise HTTPException(403, "you can only add items of your own")
+        params = {"owner_id": user_id, **data.model_dump()}
+        row = (await connection.execute(INSERT_ITEM, params)).one()
+    response.headers["Location"] = f"/items/{row.id}"
+    return ItemRead.model_validate(row)

@@ -4,7 +4,8 @@ wrk is the load generator of record; this one mirrors bench/wrk/users.lua (same 
 JSON summary) so that the smoke test and machines without wrk still run the whole benchmark.
 It is slower than wrk, so its figures are only comparable with each other.
 
-    python -m bench.loadgen --port 8000 --connections 64 --duration 10 MODE MIN_ID MAX_ID TAG
+    python -m bench.loadgen --port 8000 --connections 64 --duration 10 \
+        MODE MIN_ID MAX_ID TAG TOKENS_FILE
 """
 
 import argparse
@@ -12,11 +13,11 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-MODES = ("get", "list", "post", "patch")
+MODES = ("get", "list", "patch", "item")
+PASSWORD = "bench-password"  # noqa: S105 - every seeded user's, known to the benchmark
 
 
 class HttpError(Exception):
@@ -61,13 +62,34 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-def format_request(method: str, path: str, body: dict[str, Any] | None = None) -> bytes:
+def format_request(
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    form: str | None = None,
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    if token is not None:
+        lines.append(f"Authorization: Bearer {token}")
     payload = b""
     if body is not None:
         payload = json.dumps(body, separators=(",", ":")).encode()
         lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    elif form is not None:
+        payload = form.encode()
+        lines += [
+            "Content-Type: application/x-www-form-urlencoded",
+            f"Content-Length: {len(payload)}",
+        ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def read_accounts(path: str) -> list[tuple[int, str]]:
+    """The TOKENS_FILE: one "USER_ID TOKEN" per line."""
+    with open(path) as lines:
+        return [(int(user_id), token) for user_id, token in (line.split() for line in lines)]
 
 
 @dataclass
@@ -78,6 +100,7 @@ class Workload:
     min_id: int
     max_id: int
     tag: str
+    accounts: list[tuple[int, str]]
     worker: int = 0
     counter: int = 0
     rng: random.Random = field(default_factory=random.Random)
@@ -85,15 +108,20 @@ class Workload:
     def next(self) -> bytes:
         self.counter += 1
         kind = MODES[self.counter % 4] if self.mode == "mixed" else self.mode
+        user_id, token = self.rng.choice(self.accounts)
         if kind == "get":
-            return format_request("GET", f"/users/{self.rng.randint(self.min_id, self.max_id)}")
+            some_id = self.rng.randint(self.min_id, self.max_id)
+            return format_request("GET", f"/users/{some_id}", token=token)
         if kind == "list":
-            return format_request("GET", "/users?limit=20")
-        if kind == "post":
-            email = f"b-{self.tag}-{self.worker}-{self.counter}@example.com"
-            return format_request("POST", "/users", {"email": email, "name": "Bench User"})
-        user_id = self.rng.randint(self.min_id, self.max_id)
-        return format_request("PATCH", f"/users/{user_id}", {"name": f"Renamed {self.counter}"})
+            return format_request("GET", "/users?limit=20", token=token)
+        if kind == "patch":
+            body = {"name": f"Renamed {self.counter}"}
+            return format_request("PATCH", f"/users/{user_id}", body, token=token)
+        if kind == "item":
+            body = {"title": f"Bench {self.tag} {self.counter}"}
+            return format_request("POST", f"/users/{user_id}/items", body, token=token)
+        email = f"seed-{self.rng.randint(self.min_id, self.max_id)}%40example.com"
+        return format_request("POST", "/auth/token", form=f"username={email}&password={PASSWORD}")
 
 
 @dataclass
@@ -144,6 +172,7 @@ async def run_load(
     min_id: int,
     max_id: int,
     tag: str,
+    accounts: list[tuple[int, str]],
     wait: float = 10.0,
 ) -> dict[str, Any]:
     """Drive the server for `duration` seconds; a summary shaped like users.lua's."""
@@ -152,7 +181,14 @@ async def run_load(
     deadline = start + duration
     await asyncio.gather(
         *(
-            _drive(host, port, Workload(mode, min_id, max_id, tag, worker=i), deadline, tally, wait)
+            _drive(
+                host,
+                port,
+                Workload(mode, min_id, max_id, tag, accounts, worker=i),
+                deadline,
+                tally,
+                wait,
+            )
             for i in range(connections)
         )
     )
@@ -177,37 +213,17 @@ def _percentile(ordered: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
-async def post_users(host: str, port: int, count: int, *, concurrency: int, tag: str) -> list[int]:
-    """Create `count` users through the API; their ids."""
-    numbers: Iterator[int] = iter(range(count))
-    ids: list[int] = []
-
-    async def worker() -> None:
-        conn = Connection(host, port)
-        try:
-            for n in numbers:
-                body = {"email": f"seed-{tag}-{n}@example.com", "name": f"User {n}"}
-                status, payload = await conn.request(format_request("POST", "/users", body))
-                if status != 201:
-                    raise HttpError(f"seeding: POST /users answered {status}: {payload[:200]!r}")
-                ids.append(json.loads(payload)["id"])
-        finally:
-            await conn.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return ids
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("mode", choices=(*MODES, "mixed"))
+    parser.add_argument("mode", choices=(*MODES, "login", "mixed"))
     parser.add_argument("min_id", type=int)
     parser.add_argument("max_id", type=int)
     parser.add_argument("tag")
+    parser.add_argument("tokens_file")
     args = parser.parse_args()
     try:
         import uvloop  # optional: a faster client loop when it is there
@@ -225,6 +241,7 @@ def main() -> None:
             min_id=args.min_id,
             max_id=args.max_id,
             tag=args.tag,
+            accounts=read_accounts(args.tokens_file),
         )
     )
     print("BENCH_JSON " + json.dumps(summary))

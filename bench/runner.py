@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -33,7 +35,8 @@ from typing import Any, TextIO
 import asyncpg
 from sqlalchemy.engine import URL
 
-from bench.loadgen import Connection, format_request, post_users
+from bench.loadgen import PASSWORD, Connection, format_request
+from service import auth
 from service.config import normalize_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,14 +47,15 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 ENDPOINTS = {
     "get": "GET /users/{id}",
     "list": "GET /users?limit=20",
-    "post": "POST /users",
     "patch": "PATCH /users/{id}",
+    "item": "POST /users/{id}/items",
 }
 # The ladder: raw driver SQL, then SQLAlchemy Core on a connection, then the service.
 APPS = {"baseline": "bench.baseline:app", "core": "bench.core:app", "service": "service.main:app"}
 # The targets (Postgres): req/s ratio to the baseline at 64 connections at least this, and p99
 # at most P99_TARGET times the baseline's at every connection count.
-RPS_TARGETS = {"get": 0.65, "list": 0.65, "post": 0.5, "patch": 0.5}
+RPS_TARGETS = {"get": 0.65, "list": 0.65, "patch": 0.5, "item": 0.5}
+TOKENS = 256  # signed-in users per app: each request is one of them
 P99_TARGET = 1.5
 SERVER_CPU, LOAD_CPU = 0, 1
 
@@ -74,6 +78,7 @@ class Options:
 @dataclass
 class Server:
     name: str
+    tokens_file: Path
     port: int
     process: subprocess.Popen[bytes]
     log: Path
@@ -209,6 +214,45 @@ def fresh_databases(db: str, server: URL | None) -> Iterator[dict[str, URL]]:
         asyncio.run(_postgres_admin(server, *drops))
 
 
+async def seed(url: URL, users: int, password_hash: str) -> dict[int, str]:
+    """Users 1..N straight into the database (sign-up hashes each password for ~100 ms), with
+    PASSWORD as every one's password, and a bearer token for each of the first TOKENS."""
+    now = datetime.now(UTC)
+    tokens = {user_id: secrets.token_urlsafe(32) for user_id in range(1, min(users, TOKENS) + 1)}
+    user_rows = [
+        (f"seed-{n}@example.com", f"User {n}", password_hash, now, now) for n in range(1, users + 1)
+    ]
+    token_rows = [
+        (auth.token_hash(token), user_id, now, now + timedelta(days=1))
+        for user_id, token in tokens.items()
+    ]
+    user_sql = "INSERT INTO users (email, name, password_hash, created_at, updated_at)"
+    access_sql = "INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at)"
+    if url.get_backend_name() == "sqlite":
+        assert url.database is not None
+        with sqlite3.connect(url.database) as conn:
+            # The layout SQLAlchemy writes for SQLite: naive UTC "YYYY-MM-DD HH:MM:SS.ffffff".
+            def naive(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+                return [
+                    tuple(
+                        v.replace(tzinfo=None).isoformat(sep=" ") if isinstance(v, datetime) else v
+                        for v in row
+                    )
+                    for row in rows
+                ]
+
+            conn.executemany(f"{user_sql} VALUES (?, ?, ?, ?, ?)", naive(user_rows))
+            conn.executemany(f"{access_sql} VALUES (?, ?, ?, ?)", naive(token_rows))
+        return tokens
+    conn = await asyncpg.connect(**url.translate_connect_args(username="user"))
+    try:
+        await conn.executemany(f"{user_sql} VALUES ($1, $2, $3, $4, $5)", user_rows)
+        await conn.executemany(f"{access_sql} VALUES ($1, $2, $3, $4)", token_rows)
+    finally:
+        await conn.close()
+    return tokens
+
+
 def _env(url: URL, pool_size: int) -> dict[str, str]:
     return {
         **os.environ,
@@ -284,15 +328,16 @@ def start_server(name: str, url: URL, opts: Options, processes: Processes, log_d
         if process.poll() is not None or time.perf_counter() > deadline:
             raise BenchError(f"{name} did not start; its log:\n{log.read_text()[-3000:]}")
         time.sleep(0.01)
-    return Server(name, port, process, log, time.perf_counter() - start)
+    return Server(
+        name, log_dir / f"{name}-tokens.txt", port, process, log, time.perf_counter() - start
+    )
 
 
-def run_load(
+def _load_command(
     server: Server, opts: Options, mode: str, ids: tuple[int, int], connections: int, seconds: float
-) -> dict[str, Any]:
-    """One load run against one server; the load generator's summary."""
+) -> list[str]:
     tag = uuid.uuid4().hex[:10]
-    args = [mode, str(ids[0]), str(ids[1]), tag]
+    args = [mode, str(ids[0]), str(ids[1]), tag, str(server.tokens_file)]
     if opts.loadgen == "wrk":
         # wrk takes whole seconds.
         cmd = [
@@ -304,15 +349,43 @@ def run_load(
             *(sys.executable, "-m", "bench.loadgen", "--port", str(server.port)),
             *("--connections", str(connections), "--duration", str(seconds), *args),
         ]
-    done = subprocess.run(
-        _pinned(LOAD_CPU, cmd), cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    for line in done.stdout.splitlines():
+    return _pinned(LOAD_CPU, cmd)
+
+
+def _summary(server: Server, stdout: str, stderr: str) -> dict[str, Any]:
+    for line in stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             summary: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
             server.requests_served += summary["requests"]
             return summary
-    raise BenchError(f"{cmd[0]} gave no summary (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    raise BenchError(f"the load generator gave no summary:\n{stderr[-2000:]}")
+
+
+def run_load(
+    server: Server, opts: Options, mode: str, ids: tuple[int, int], connections: int, seconds: float
+) -> dict[str, Any]:
+    """One load run against one server; the load generator's summary."""
+    cmd = _load_command(server, opts, mode, ids, connections, seconds)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    return _summary(server, done.stdout, done.stderr)
+
+
+def logins(server: Server, opts: Options, ids: tuple[int, int]) -> dict[str, Any]:
+    """Login throughput (hashing is meant to be slow), and GET's latency beside a login burst:
+    hashing runs in worker threads, so the event loop must keep serving."""
+    seconds = opts.duration
+    alone = run_load(server, opts, "get", ids, 64, seconds)
+    burst_cmd = _load_command(server, opts, "login", ids, 8, seconds)
+    burst = subprocess.Popen(
+        burst_cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    during = run_load(server, opts, "get", ids, 64, seconds)
+    out, err = burst.communicate()
+    return {
+        "login": _figures([_summary(server, out, err)]),
+        "get_alone": _figures([alone]),
+        "get_during_logins": _figures([during]),
+    }
 
 
 def _figures(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -359,23 +432,19 @@ def bench_database(
         with fresh_databases(db, server_url) as urls:
             print(f"[{db}] migrating and timing imports", flush=True)
             costs = measure_costs(urls, opts.pool_size, runs=1 if opts.duration < 3 else 3)
+            password_hash = asyncio.run(auth.hash_password(PASSWORD))
             servers = {
                 name: start_server(name, urls[name], opts, processes, log_dir) for name in APPS
             }
             costs["startup_s"] = {name: s.startup_s for name, s in servers.items()}
 
-            print(f"[{db}] seeding {opts.users} users through each API", flush=True)
-            ids: tuple[int, int] = (1, 1)
+            print(f"[{db}] seeding {opts.users} users and {TOKENS} tokens into each", flush=True)
+            ids = (1, opts.users)
             for s in servers.values():
                 start = time.perf_counter()
-                created = asyncio.run(
-                    post_users("127.0.0.1", s.port, opts.users, concurrency=16, tag=s.name)
-                )
+                tokens = asyncio.run(seed(urls[s.name], opts.users, password_hash))
+                s.tokens_file.write_text("".join(f"{i} {t}\n" for i, t in tokens.items()))
                 costs.setdefault("seed_s", {})[s.name] = time.perf_counter() - start
-                ids = (min(created), max(created))
-                if len(created) != ids[1] - ids[0] + 1:
-                    raise BenchError(f"{s.name}: seeded ids are not contiguous")
-                s.requests_served += len(created)
 
             results: list[dict[str, Any]] = []
             seconds = opts.duration / opts.rounds
@@ -400,6 +469,8 @@ def bench_database(
                         results.append(row | _figures(rounds[s.name]))
                         print(_progress(db, results[-1]), flush=True)
 
+            print(f"[{db}] logins, and GET beside a burst of them (the service)", flush=True)
+            login_figures = logins(servers["service"], opts, ids)
             if memory:
                 print(f"[{db}] memory: {opts.memory_requests:,} mixed requests", flush=True)
             costs["rss_mb"] = {
@@ -410,7 +481,12 @@ def bench_database(
                 processes.stop(s.process)
     finally:
         processes.stop_all()
-    return {"costs": costs, "results": results, "ratios": _ratios(results)}
+    return {
+        "costs": costs,
+        "results": results,
+        "ratios": _ratios(results),
+        "logins": login_figures,
+    }
 
 
 def _rss_along(server: Server) -> dict[str, Any]:
@@ -529,8 +605,14 @@ def table(db: str, run: dict[str, Any]) -> str:
         )
     costs = run["costs"]
     rss = costs["rss_mb"]["service"]
+    login, alone, during = (run["logins"][k] for k in ("login", "get_alone", "get_during_logins"))
     lines += [
         "",
+        f"- logins (`POST /auth/token`, 8 connections, Argon2id): {login['rps']:.1f} req/s, "
+        f"p50 {login['p50_ms']:.0f} ms, p99 {login['p99_ms']:.0f} ms; `GET /users/{{id}}` at 64 "
+        f"connections: {alone['rps']:.0f} req/s, p99 {alone['p99_ms']:.0f} ms alone, "
+        f"{during['rps']:.0f} req/s, p99 {during['p99_ms']:.0f} ms during the logins "
+        f"(non-2xx: {login['non_2xx'] + alone['non_2xx'] + during['non_2xx']})",
         f"- `alembic upgrade head`: {costs['alembic_upgrade_fresh_s']:.2f} s on a fresh database, "
         f"{costs['alembic_upgrade_at_head_s']:.2f} s at head",
         f"- `import service.main`: {costs['service_import_s']:.2f} s "

@@ -2,6 +2,8 @@
 requests to the database in arrival order."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar
@@ -9,7 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy import DateTime, Dialect, MetaData, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
@@ -150,6 +152,45 @@ class ConnectionGate:
         _tb: TracebackType | None,
     ) -> None:
         self._free.release()
+
+
+class Database:
+    """The engine behind its gate: where a request, or anything else, gets a transaction."""
+
+    def __init__(self, engine: AsyncEngine, gate: ConnectionGate) -> None:
+        self.engine = engine
+        self.gate = gate
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in a transaction, committed at the end, rolled back on error."""
+        connected = False
+        try:
+            async with self.gate, self.engine.connect() as connection, connection.begin():
+                connected = True
+                yield connection
+        except OSError as exc:
+            if connected:  # the caller's own error, not the database's
+                raise
+            # A refused or timed-out connect, which SQLAlchemy's async dialects pass on
+            # unwrapped (https://github.com/sqlalchemy/sqlalchemy/issues/11956).
+            raise DatabaseUnavailable(type(exc).__name__) from exc
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """An AsyncSession in a transaction of its own (see transaction and session_on)."""
+        async with self.transaction() as connection, session_on(connection) as session:
+            yield session
+
+
+@asynccontextmanager
+async def session_on(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """An AsyncSession in the connection's transaction: it flushes into it, never commits it."""
+    async with AsyncSession(
+        connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+    ) as session:
+        yield session
+        await session.commit()  # flushes what is pending; the transaction's owner commits
 
 
 _SQLITE_APP_PRAGMAS = (

@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api import errors, health, items, users
+from service.api import auth, errors, health, items, users
 from service.config import ConfigError, Settings, load_settings
-from service.db import ConnectionGate, create_engine
+from service.db import ConnectionGate, Database, create_engine
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine(settings)
-    app.state.engine = engine
-    app.state.db_gate = ConnectionGate(
-        settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW, settings.DB_POOL_TIMEOUT
-    )
+    slots = settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
+    if engine.dialect.name == "sqlite":
+        # Every transaction takes SQLite's one write lock (BEGIN IMMEDIATE): more than one
+        # at a time would only move the queue into SQLite's busy handler, which sleeps and
+        # polls, instead of this gate, which hands over at once and in order.
+        slots = 1
+    app.state.database = Database(engine, ConnectionGate(slots, settings.DB_POOL_TIMEOUT))
     # What exists now (FastAPI, pydantic, SQLAlchemy, our app) lives as long as the process;
     # frozen, the cyclic collector stops rescanning it on every full collection.
     gc.collect()
@@ -48,6 +51,7 @@ def create_app(settings: Settings, *, alembic_ini: str | None = None) -> FastAPI
         alembic_ini or os.environ.get("ALEMBIC_CONFIG", "alembic.ini")
     )
     app.include_router(health.router)
+    app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(items.router)
     errors.install(app)

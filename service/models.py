@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, func
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -35,6 +35,8 @@ class User(Timestamped, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(100))
+    # An Argon2id PHC string; NULL for accounts made before passwords, which cannot log in.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
 
     items: Mapped[list["Item"]] = relationship(
         back_populates="owner", lazy="raise", passive_deletes=True
@@ -54,6 +56,33 @@ class Item(Timestamped, Base):
     owner: Mapped[User] = relationship(back_populates="items", lazy="raise")
 
 
+class AccessToken(Base):
+    """A bearer token, stored only as its SHA-256; deleted with its user."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """One failed login for an email (known or not), kept while it can count towards a lock."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_email_failed_at", "email", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    failed_at: Mapped[datetime] = mapped_column(index=True)
+
+
 # The tables themselves, for Core statements (service/users.py says why).
 users = Base.metadata.tables["users"]
 items = Base.metadata.tables["items"]
+access_tokens = Base.metadata.tables["access_tokens"]
+login_failures = Base.metadata.tables["login_failures"]

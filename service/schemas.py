@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
 T = TypeVar("T")
 
 MAX_ID = 2**63 - 1
+MAX_EMAIL = 320
 MAX_CURSOR_LENGTH = 200
 
 
@@ -44,6 +45,13 @@ Title = Annotated[
     AfterValidator(_no_nul),
 ]
 Description = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
+# Not stripped: spaces are part of a password.
+Password = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=128),
+    AfterValidator(_no_nul),
+    WithJsonSchema({"type": "string", "format": "password", "minLength": 8, "maxLength": 128}),
+]
 
 
 def _bare_address(value: Any) -> Any:
@@ -55,7 +63,7 @@ def _bare_address(value: Any) -> Any:
 
 Email = Annotated[
     EmailStr,
-    StringConstraints(max_length=320),
+    StringConstraints(max_length=MAX_EMAIL),
     AfterValidator(lambda v: _no_nul(v.lower())),
     BeforeValidator(_bare_address),
 ]
@@ -99,11 +107,15 @@ class PatchModel(RequestModel):
 class UserCreate(RequestModel):
     email: Email
     name: Name
+    password: Password
 
 
 class UserUpdate(PatchModel):
     email: Email | None = None
     name: Name | None = None
+    password: Password | None = Field(
+        default=None, description="A new password; it signs out the user's other tokens."
+    )
 
 
 class UserRead(BaseModel):
@@ -137,6 +149,12 @@ class ItemRead(BaseModel):
     description: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme's name, not a secret
+    expires_in: int = Field(description="Seconds the token stays valid.")
 
 
 class Page(BaseModel, Generic[T]):

@@ -24,10 +24,11 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.api.deps import get_connection
+from service import auth, users
 from service.config import Settings, normalize_database_url
-from service.db import ConnectionGate, create_engine, create_migration_engine
+from service.db import ConnectionGate, Database, create_engine, create_migration_engine, session_on
 from service.main import create_app
+from service.schemas import UserCreate, UserRead
 
 ROOT = Path(__file__).resolve().parents[1]
 ALEMBIC_INI = str(ROOT / "alembic.ini")
@@ -86,6 +87,32 @@ async def empty_database(backend: Backend, tmp_path: Path) -> AsyncIterator[URL]
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+async def password_hash() -> str:
+    """PASSWORD's hash, computed once: Argon2 takes ~100 ms a time."""
+    return await auth.hash_password(PASSWORD)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as the API shows it, and a bearer token of theirs."""
+
+    user: dict[str, Any]
+    token: str
+
+    @property
+    def id(self) -> int:
+        user_id: int = self.user["id"]
+        return user_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 def settings_for(url: URL, **overrides: Any) -> Settings:
@@ -160,29 +187,32 @@ async def connection(migrated_engine: AsyncEngine) -> AsyncIterator[AsyncConnect
 
 
 @pytest.fixture
-def app(connection: AsyncConnection) -> FastAPI:
-    url = connection.engine.url
-    settings = settings_for(url)
-    app = create_app(settings, alembic_ini=ALEMBIC_INI)
-    # What the lifespan sets up (the test does not run it), with the migrated engine.
-    app.state.engine = connection.engine
-    app.state.db_gate = ConnectionGate(settings.DB_POOL_SIZE, settings.DB_POOL_TIMEOUT)
-
-    async def request_connection() -> AsyncIterator[AsyncConnection]:
-        # Each request's transaction is a SAVEPOINT inside the test's, released when it
-        # succeeds and rolled back when it fails, as get_connection commits or rolls back.
-        async with connection.begin_nested():
-            yield connection
-
-    app.dependency_overrides[get_connection] = request_connection
-    return app
+def settings_overrides() -> dict[str, Any]:
+    """Settings of the `app` under test beyond the database URL; a test module may override."""
+    return {}
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
+def app(connection: AsyncConnection, settings_overrides: dict[str, Any]) -> FastAPI:
+    url = connection.engine.url
+    app = create_app(settings_for(url, **settings_overrides), alembic_ini=ALEMBIC_INI)
+    app.state.database = SavepointDatabase(connection)  # what the lifespan (not run) sets up
+    return app
+
+
+class SavepointDatabase(Database):
+    """The app's Database on the test's connection: each transaction is a SAVEPOINT in the
+    test's, released when it succeeds and rolled back when it fails, as a real one commits or
+    rolls back. One at a time, as the connection is one."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        super().__init__(connection.engine, ConnectionGate(1, timeout=10))
+        self.connection = connection
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.gate, self.connection.begin_nested():
+            yield self.connection
 
 
 @asynccontextmanager
@@ -194,6 +224,23 @@ async def served(url: URL, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+async def sign_up(
+    client: httpx.AsyncClient, email: str, *, name: str = "Ada", password: str = PASSWORD
+) -> Account:
+    """Sign up and log in through the API, as a new user does."""
+    created = await client.post("/users", json={"email": email, "name": name, "password": password})
+    assert created.status_code == 201, created.text
+    token = await log_in(client, email, password)
+    return Account(created.json(), token)
+
+
+async def log_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
+    response = await client.post("/auth/token", data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
 
 
 @pytest.fixture
@@ -226,15 +273,37 @@ async def sqlite_url(tmp_path: Path) -> AsyncIterator[URL]:
 
 
 @pytest.fixture
-def make_user(client: httpx.AsyncClient) -> Callable[..., Any]:
-    async def make(email: str | None = None, name: str = "Ada") -> dict[str, Any]:
-        email = email or f"{uuid.uuid4().hex[:10]}@example.com"
-        response = await client.post("/users", json={"email": email, "name": name})
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
+def make_user(connection: AsyncConnection, password_hash: str) -> Callable[..., Any]:
+    """Signs up a user and logs them in, straight in the database: the API's sign-up and
+    login hash a password each time (tests/test_auth.py goes through them)."""
+
+    async def make(email: str | None = None, name: str = "Ada") -> Account:
+        data = UserCreate(
+            email=email or f"{uuid.uuid4().hex[:10]}@example.com", name=name, password=PASSWORD
+        )
+        async with connection.begin_nested(), session_on(connection) as session:
+            row = await users.create_user(session, data=data, password_hash=password_hash)
+            token = await auth.issue_token(session, user_id=row.id, ttl=3600)
+        return Account(UserRead.model_validate(row).model_dump(mode="json"), token)
 
     return make
+
+
+@pytest.fixture
+async def me(make_user: Callable[..., Any]) -> Account:
+    """The account `client` is signed in as."""
+    account: Account = await make_user(email="me@example.com", name="Me")
+    return account
+
+
+@pytest.fixture
+async def client(app: FastAPI, me: Account) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app, signed in as `me`."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=me.headers
+    ) as client:
+        yield client
 
 
 @pytest.fixture

@@ -3,18 +3,27 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import Account
+
+
+async def _item(client: httpx.AsyncClient, owner: Account, **body: Any) -> dict[str, Any]:
+    response = await client.post(
+        f"/users/{owner.id}/items", json={"title": "T"} | body, headers=owner.headers
+    )
+    assert response.status_code == 201, response.text
+    item: dict[str, Any] = response.json()
+    return item
+
 
 async def test_create_item_returns_201_with_location(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, me: Account
 ) -> None:
-    user = await make_user()
-
-    response = await client.post(f"/users/{user['id']}/items", json={"title": " Lamp "})
+    response = await client.post(f"/users/{me.id}/items", json={"title": " Lamp "})
 
     assert response.status_code == 201
     item = response.json()
     assert response.headers["location"] == f"/items/{item['id']}"
-    assert item["owner_id"] == user["id"]
+    assert item["owner_id"] == me.id
     assert item["title"] == "Lamp"
     assert item["description"] is None
     assert (await client.get(f"/items/{item['id']}")).json() == item
@@ -35,12 +44,9 @@ async def test_get_missing_item_returns_404(client: httpx.AsyncClient) -> None:
 
 
 async def test_patch_item_sets_and_clears_description(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, me: Account
 ) -> None:
-    user = await make_user()
-    item = (
-        await client.post(f"/users/{user['id']}/items", json={"title": "T", "description": "d"})
-    ).json()
+    item = await _item(client, me, description="d")
 
     cleared = await client.patch(f"/items/{item['id']}", json={"description": None})
     renamed = await client.patch(f"/items/{item['id']}", json={"title": "New"})
@@ -52,10 +58,9 @@ async def test_patch_item_sets_and_clears_description(
 
 
 async def test_patch_item_with_no_fields_changes_nothing(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, me: Account
 ) -> None:
-    user = await make_user()
-    item = (await client.post(f"/users/{user['id']}/items", json={"title": "T"})).json()
+    item = await _item(client, me)
 
     response = await client.patch(f"/items/{item['id']}", json={})
     missing = await client.patch("/items/987654321", json={})
@@ -71,11 +76,8 @@ async def test_patch_missing_item_returns_404(client: httpx.AsyncClient) -> None
     assert response.status_code == 404
 
 
-async def test_delete_item_returns_204_then_404(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
-) -> None:
-    user = await make_user()
-    item = (await client.post(f"/users/{user['id']}/items", json={"title": "T"})).json()
+async def test_delete_item_returns_204_then_404(client: httpx.AsyncClient, me: Account) -> None:
+    item = await _item(client, me)
 
     assert (await client.delete(f"/items/{item['id']}")).status_code == 204
     assert (await client.get(f"/items/{item['id']}")).status_code == 404
@@ -83,20 +85,17 @@ async def test_delete_item_returns_204_then_404(
 
 
 async def test_list_items_walks_only_that_users_items(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, make_user: Callable[..., Any], me: Account
 ) -> None:
-    owner, other = await make_user(), await make_user()
-    mine = [
-        (await client.post(f"/users/{owner['id']}/items", json={"title": f"t{n}"})).json()["id"]
-        for n in range(5)
-    ]
-    await client.post(f"/users/{other['id']}/items", json={"title": "not mine"})
+    other: Account = await make_user()
+    mine = [(await _item(client, me, title=f"t{n}"))["id"] for n in range(5)]
+    await _item(client, other, title="not mine")
 
     seen: list[int] = []
     cursor: str | None = None
     while True:
         params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
-        page = (await client.get(f"/users/{owner['id']}/items", params=params)).json()
+        page = (await client.get(f"/users/{me.id}/items", params=params)).json()
         seen += [i["id"] for i in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -112,24 +111,22 @@ async def test_list_items_of_missing_user_returns_404(client: httpx.AsyncClient)
 
 
 async def test_list_items_of_user_without_items_is_empty(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, me: Account
 ) -> None:
-    user = await make_user()
-
-    response = await client.get(f"/users/{user['id']}/items")
+    response = await client.get(f"/users/{me.id}/items")
 
     assert response.status_code == 200
     assert response.json() == {"items": [], "next_cursor": None}
 
 
 async def test_delete_user_deletes_their_items(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, make_user: Callable[..., Any], me: Account
 ) -> None:
-    owner, other = await make_user(), await make_user()
-    owned = (await client.post(f"/users/{owner['id']}/items", json={"title": "a"})).json()
-    kept = (await client.post(f"/users/{other['id']}/items", json={"title": "b"})).json()
+    owner: Account = await make_user()
+    owned = await _item(client, owner, title="a")
+    kept = await _item(client, me, title="b")
 
-    assert (await client.delete(f"/users/{owner['id']}")).status_code == 204
+    assert (await client.delete(f"/users/{owner.id}", headers=owner.headers)).status_code == 204
 
     assert (await client.get(f"/items/{owned['id']}")).status_code == 404
     assert (await client.get(f"/items/{kept['id']}")).status_code == 200

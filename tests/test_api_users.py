@@ -5,6 +5,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import PASSWORD, Account
+
 
 def _aware_utc(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
@@ -14,14 +16,19 @@ def _aware_utc(value: str) -> datetime:
     return parsed
 
 
+def _new_user(email: str, name: str = "Ada") -> dict[str, str]:
+    return {"email": email, "name": name, "password": PASSWORD}
+
+
 async def test_create_user_returns_201_with_location(client: httpx.AsyncClient) -> None:
-    response = await client.post("/users", json={"email": "Ada@Example.COM", "name": "  Ada  "})
+    response = await client.post("/users", json=_new_user("Ada@Example.COM", "  Ada  "))
 
     assert response.status_code == 201
     user = response.json()
     assert response.headers["location"] == f"/users/{user['id']}"
     assert user["email"] == "ada@example.com"
     assert user["name"] == "Ada"
+    assert set(user) == {"id", "email", "name", "created_at", "updated_at"}
     created = _aware_utc(user["created_at"])
     assert abs((datetime.now(UTC) - created).total_seconds()) < 60
     assert _aware_utc(user["updated_at"]) == created
@@ -30,12 +37,19 @@ async def test_create_user_returns_201_with_location(client: httpx.AsyncClient) 
 async def test_get_user_returns_the_stored_user(
     client: httpx.AsyncClient, make_user: Callable[..., Any]
 ) -> None:
-    user = await make_user(email="grace@example.com", name="Grace")
+    other: Account = await make_user(email="grace@example.com", name="Grace")
 
-    response = await client.get(f"/users/{user['id']}")
+    response = await client.get(f"/users/{other.id}")
 
     assert response.status_code == 200
-    assert response.json() == user
+    assert response.json() == other.user
+
+
+async def test_get_me_returns_the_tokens_user(client: httpx.AsyncClient, me: Account) -> None:
+    response = await client.get("/users/me")
+
+    assert response.status_code == 200
+    assert response.json() == me.user
 
 
 async def test_get_missing_user_returns_404(client: httpx.AsyncClient) -> None:
@@ -51,7 +65,7 @@ async def test_create_user_with_taken_email_returns_409(
 ) -> None:
     await make_user(email="dup@example.com")
 
-    response = await client.post("/users", json={"email": email, "name": "Other"})
+    response = await client.post("/users", json=_new_user(email, "Other"))
 
     assert response.status_code == 409
     assert "already exists" in response.json()["detail"]
@@ -60,79 +74,66 @@ async def test_create_user_with_taken_email_returns_409(
 
 
 async def test_create_user_with_display_name_in_email_returns_422(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, me: Account
 ) -> None:
-    response = await client.post("/users", json={"email": "Ada <ada@example.com>", "name": "A"})
+    response = await client.post("/users", json=_new_user("Ada <ada@example.com>", "A"))
 
     assert response.status_code == 422
     assert "without a name" in response.json()["detail"][0]["msg"]
-    assert (await client.get("/users")).json()["items"] == []
+    assert (await client.get("/users")).json()["items"] == [me.user]
 
 
-async def test_patch_user_changes_only_given_fields(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
-) -> None:
-    user = await make_user(email="before@example.com", name="Before")
-
-    response = await client.patch(f"/users/{user['id']}", json={"name": "After"})
+async def test_patch_user_changes_only_given_fields(client: httpx.AsyncClient, me: Account) -> None:
+    response = await client.patch(f"/users/{me.id}", json={"name": "After"})
 
     assert response.status_code == 200
     changed = response.json()
     assert changed["name"] == "After"
-    assert changed["email"] == "before@example.com"
-    assert changed["created_at"] == user["created_at"]
-    assert _aware_utc(changed["updated_at"]) >= _aware_utc(user["updated_at"])
-    assert (await client.get(f"/users/{user['id']}")).json() == changed
+    assert changed["email"] == me.user["email"]
+    assert changed["created_at"] == me.user["created_at"]
+    assert _aware_utc(changed["updated_at"]) >= _aware_utc(me.user["updated_at"])
+    assert (await client.get(f"/users/{me.id}")).json() == changed
 
 
 async def test_patch_user_changes_both_fields_at_once(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, me: Account
 ) -> None:
-    user = await make_user(email="both@example.com", name="Both")
-
     response = await client.patch(
-        f"/users/{user['id']}", json={"email": "New@Example.com", "name": " New "}
+        f"/users/{me.id}", json={"email": "New@Example.com", "name": " New "}
     )
 
     assert response.status_code == 200
     assert (response.json()["email"], response.json()["name"]) == ("new@example.com", "New")
-    assert (await client.get(f"/users/{user['id']}")).json() == response.json()
+    assert (await client.get(f"/users/{me.id}")).json() == response.json()
 
 
 async def test_patch_user_with_no_fields_changes_nothing(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, me: Account
 ) -> None:
-    user = await make_user()
-
-    response = await client.patch(f"/users/{user['id']}", json={})
+    response = await client.patch(f"/users/{me.id}", json={})
     missing = await client.patch("/users/987654321", json={})
 
     assert response.status_code == 200
-    assert response.json() == user
+    assert response.json() == me.user
     assert missing.status_code == 404
 
 
 async def test_patch_user_to_taken_email_returns_409(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, make_user: Callable[..., Any], me: Account
 ) -> None:
     await make_user(email="taken@example.com")
-    user = await make_user(email="mine@example.com")
 
-    response = await client.patch(f"/users/{user['id']}", json={"email": "TAKEN@example.com"})
+    response = await client.patch(f"/users/{me.id}", json={"email": "TAKEN@example.com"})
 
     assert response.status_code == 409
-    assert (await client.get(f"/users/{user['id']}")).json()["email"] == "mine@example.com"
+    assert (await client.get(f"/users/{me.id}")).json()["email"] == me.user["email"]
 
 
-async def test_patch_user_to_own_email_succeeds(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
-) -> None:
-    user = await make_user(email="same@example.com")
-
-    response = await client.patch(f"/users/{user['id']}", json={"email": "SAME@example.com"})
+async def test_patch_user_to_own_email_succeeds(client: httpx.AsyncClient, me: Account) -> None:
+    response = await client.patch(f"/users/{me.id}", json={"email": me.user["email"].upper()})
 
     assert response.status_code == 200
-    assert response.json()["email"] == "same@example.com"
+    assert response.json()["email"] == me.user["email"]
 
 
 async def test_patch_missing_user_returns_404(client: httpx.AsyncClient) -> None:
@@ -141,23 +142,24 @@ async def test_patch_missing_user_returns_404(client: httpx.AsyncClient) -> None
     assert response.status_code == 404
 
 
-async def test_delete_user_returns_204_then_404(
+async def test_delete_user_returns_204_then_401(
     client: httpx.AsyncClient, make_user: Callable[..., Any]
 ) -> None:
-    user = await make_user()
+    user: Account = await make_user()
 
-    response = await client.delete(f"/users/{user['id']}")
+    response = await client.delete(f"/users/{user.id}", headers=user.headers)
 
     assert response.status_code == 204
     assert response.content == b""
-    assert (await client.get(f"/users/{user['id']}")).status_code == 404
-    assert (await client.delete(f"/users/{user['id']}")).status_code == 404
+    assert (await client.get(f"/users/{user.id}")).status_code == 404
+    # The token went with its user.
+    assert (await client.delete(f"/users/{user.id}", headers=user.headers)).status_code == 401
 
 
 async def test_list_users_walks_every_page_in_id_order(
-    client: httpx.AsyncClient, make_user: Callable[..., Any]
+    client: httpx.AsyncClient, make_user: Callable[..., Any], me: Account
 ) -> None:
-    created = [await make_user(name=f"User {n}") for n in range(7)]
+    created = [me] + [await make_user(name=f"User {n}") for n in range(6)]
 
     seen: list[int] = []
     cursor: str | None = None
@@ -176,14 +178,14 @@ async def test_list_users_walks_every_page_in_id_order(
         if cursor is None:
             break
 
-    assert seen == sorted(u["id"] for u in created)
+    assert seen == sorted(account.id for account in created)
     assert pages == 3
 
 
 async def test_list_users_defaults_to_50(
     client: httpx.AsyncClient, make_user: Callable[..., Any]
 ) -> None:
-    for _ in range(51):
+    for _ in range(50):  # and `me`
         await make_user()
 
     page = (await client.get("/users")).json()
@@ -195,7 +197,9 @@ async def test_list_users_defaults_to_50(
     assert rest["next_cursor"] is None
 
 
-async def test_list_users_when_empty_returns_no_cursor(client: httpx.AsyncClient) -> None:
+async def test_list_users_on_the_last_page_returns_no_cursor(
+    client: httpx.AsyncClient, me: Account
+) -> None:
     response = await client.get("/users")
 
-    assert response.json() == {"items": [], "next_cursor": None}
+    assert response.json() == {"items": [me.user], "next_cursor": None}

@@ -3,7 +3,6 @@
 import base64
 import json
 import random
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.models import Item, User
+from service.models import AccessToken, Item, User
 from service.schemas import MAX_ID
+from tests.conftest import Account
 
 JSON = {"content-type": "application/json"}
 
@@ -32,8 +32,12 @@ class Write:
 
 
 WRITES = [
-    Write("POST", "/users", {"email": "new@example.com", "name": "New"}),
-    Write("PATCH", "/users/{user}", {"email": "new@example.com", "name": "New"}),
+    Write("POST", "/users", {"email": "new@example.com", "name": "New", "password": "new-secret"}),
+    Write(
+        "PATCH",
+        "/users/{user}",
+        {"email": "new@example.com", "name": "New", "password": "secret-2"},
+    ),
     Write("POST", "/users/{user}/items", {"title": "New", "description": "New"}),
     Write("PATCH", "/items/{item}", {"title": "New", "description": "New"}),
 ]
@@ -54,25 +58,26 @@ class World:
     async def snapshot(self) -> tuple[Any, ...]:
         counts = [
             await self.connection.scalar(select(func.count()).select_from(model))
-            for model in (User, Item)
+            for model in (User, Item, AccessToken)
         ]
         user = (await self.client.get(f"/users/{self.user['id']}")).json()
         item = (await self.client.get(f"/items/{self.item['id']}")).json()
         return (*counts, user, item)
 
 
-async def make_world(client: httpx.AsyncClient, connection: AsyncConnection) -> World:
-    email = f"{uuid.uuid4().hex}@example.com"
-    user = await client.post("/users", json={"email": email, "name": "Old"})
-    assert user.status_code == 201, user.text
-    item = await client.post(f"/users/{user.json()['id']}/items", json={"title": "Old"})
+async def make_world(
+    client: httpx.AsyncClient, connection: AsyncConnection, account: Account
+) -> World:
+    """The account's user, with a new item; the client signed in as that user."""
+    client.headers.update(account.headers)
+    item = await client.post(f"/users/{account.id}/items", json={"title": "Old"})
     assert item.status_code == 201, item.text
-    return World(client, connection, user.json(), item.json())
+    return World(client, connection, account.user, item.json())
 
 
 @pytest.fixture
-async def world(client: httpx.AsyncClient, connection: AsyncConnection) -> World:
-    return await make_world(client, connection)
+async def world(client: httpx.AsyncClient, connection: AsyncConnection, me: Account) -> World:
+    return await make_world(client, connection, me)
 
 
 def assert_clear_4xx(response: httpx.Response, status: int, what: str) -> list[dict[str, Any]]:
@@ -151,6 +156,10 @@ BAD_STRINGS = [
     ("description", "\x00"),
     ("description", "\ud800"),
     ("description", "x" * 10_001),
+    ("password", "s3cr3t"),
+    ("password", "x" * 129),
+    ("password", "pass\x00word"),
+    ("password", "pass\ud800word"),
 ]
 
 
@@ -176,6 +185,9 @@ async def test_write_with_bad_string_returns_422(world: World, field: str, value
 
         errors = assert_clear_4xx(response, 422, what)
         assert [e["loc"] for e in errors] == [["body", field]], what
+        if field == "password":  # never echoed, in whatever form
+            assert value not in response.text, what
+            assert json.dumps(value)[1:-1] not in response.text, what
 
     assert await world.snapshot() == before
 

@@ -31,6 +31,9 @@ def test_quick_bench_reports_every_endpoint_without_server_errors(tmp_path: Path
         assert row["status_5xx"] == 0, row
         assert row["socket_errors"] == 0, row
     assert {r["endpoint"] for r in run["ratios"]} == set(ENDPOINTS)
+    for figures in run["logins"].values():
+        assert figures["requests"] > 0, figures
+        assert figures["non_2xx"] == 0, figures
     costs = run["costs"]
     assert costs["alembic_upgrade_fresh_s"] > 0
     assert costs["alembic_upgrade_at_head_s"] > 0

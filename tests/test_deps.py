@@ -8,6 +8,7 @@ import httpx
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
 from service import users
@@ -16,7 +17,12 @@ from service.db import create_engine
 from service.main import create_app
 from service.models import users as users_table
 from service.schemas import UserCreate
-from tests.conftest import ALEMBIC_INI, settings_for
+from tests.conftest import ALEMBIC_INI, PASSWORD, settings_for
+
+
+async def _create(session: AsyncSession, email: str, name: str) -> None:
+    data = UserCreate(email=email, name=name, password=PASSWORD)
+    await users.create_user(session, data=data, password_hash="not-a-real-hash")
 
 
 @asynccontextmanager
@@ -45,8 +51,8 @@ async def test_write_that_fails_half_way_keeps_none_of_its_statements(migrated_u
 
     @router.post("/two")
     async def create_two_users_with_one_email(session: SessionDep) -> None:
-        await users.create_user(session, data=UserCreate(email="dup@example.com", name="First"))
-        await users.create_user(session, data=UserCreate(email="dup@example.com", name="Second"))
+        await _create(session, "dup@example.com", "First")
+        await _create(session, "dup@example.com", "Second")
 
     async with _served_with(migrated_url, router) as client:
         response = await client.post("/two")
@@ -60,7 +66,7 @@ async def test_write_then_unexpected_error_rolls_back(migrated_url: URL) -> None
 
     @router.post("/then-fail")
     async def create_then_fail(session: SessionDep) -> None:
-        await users.create_user(session, data=UserCreate(email="a@example.com", name="Lost"))
+        await _create(session, "a@example.com", "Lost")
         raise RuntimeError("boom")
 
     async with _served_with(migrated_url, router) as client:
@@ -90,7 +96,9 @@ async def test_write_is_committed_before_the_response_starts(migrated_url: URL) 
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=watch)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                response = await client.post("/users", json={"email": "c@example.com", "name": "C"})
+                response = await client.post(
+                    "/users", json={"email": "c@example.com", "name": "C", "password": PASSWORD}
+                )
     finally:
         await engine.dispose()
 
@@ -105,7 +113,7 @@ async def test_reads_and_writes_of_a_request_share_one_connection(migrated_url: 
 
     @router.post("/read-then-write")
     async def read_then_write(connection: ConnectionDep, session: SessionDep) -> int:
-        await users.create_user(session, data=UserCreate(email="b@example.com", name="Both"))
+        await _create(session, "b@example.com", "Both")
         page, _ = await users.list_users(connection, after=None, limit=10)
         return len(page)
 

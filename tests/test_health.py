@@ -3,10 +3,11 @@ from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
-from service.db import ConnectionGate, create_engine
+from service.db import ConnectionGate, Database, create_engine
 from service.main import create_app
 from tests.conftest import (
     ALEMBIC_INI,
+    PASSWORD,
     alembic_config,
     migrate,
     served,
@@ -35,9 +36,12 @@ async def test_health_on_unmigrated_database_returns_503_saying_upgrade(fresh_ur
 
 
 async def test_requests_on_unmigrated_database_answer_503_saying_upgrade(fresh_url: URL) -> None:
+    some_token = {"Authorization": f"Bearer {'x' * 43}"}
     async with served(fresh_url) as client:
-        listed = await client.get("/users")
-        created = await client.post("/users", json={"email": "a@example.com", "name": "A"})
+        listed = await client.get("/users", headers=some_token)
+        created = await client.post(
+            "/users", json={"email": "a@example.com", "name": "A", "password": PASSWORD}
+        )
 
     for response in (listed, created):
         assert response.status_code == 503
@@ -80,8 +84,7 @@ async def test_health_live_touches_no_database() -> None:
         alembic_ini=ALEMBIC_INI,
     )
     engine = create_engine(app.state.settings)
-    app.state.engine = engine
-    app.state.db_gate = ConnectionGate(1, 1)
+    app.state.database = Database(engine, ConnectionGate(1, 1))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         live = await client.get("/health/live")

@@ -1,6 +1,7 @@
 """The service as uvicorn runs it: secrets stay out of every output, SIGTERM drains requests."""
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, alembic_cli, asyncpg_args
+from tests.conftest import ROOT, alembic_cli, asyncpg_args, log_in, sign_up
 from tests.proxy import Proxy
 
 JSON = {"content-type": "application/json"}
@@ -99,38 +100,70 @@ async def test_password_with_special_characters_connects_and_never_leaks(
     missing_db = f"postgresql://{role}:{quote(password, safe='')}@{host}/{database}_missing"
     leaks = (password, quote(password, safe=""), quote(password))
 
+    first, second, too_short = "Us3r p@ss:/%", "N3w p@ss:/%", "tiny-pw"
+    user = {"email": "s@example.com", "name": "S", "password": first}
     migrate_code, migrate_out = await alembic_cli(url, "upgrade", "head")
     failed_code, failed_out = await alembic_cli(missing_db, "upgrade", "head")
     bodies: list[str] = []
     async with uvicorn(url, "--log-level", "debug", DB_ECHO="true", LOG_LEVEL="debug") as server:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
-            for response in (
+            created = await client.post("/users", json=user)
+            token = await log_in(client, user["email"], first)
+            auth = {"Authorization": f"Bearer {token}"}
+            responses = [
+                created,
                 await client.get("/health"),
-                await client.post("/users", json={"email": "s@example.com", "name": "S"}),
-                await client.get("/users"),
-                await client.post("/users", json={"email": "s@example.com", "name": "S"}),
+                await client.get("/users", headers=auth),
+                await client.post("/users", json=user),
+                await client.post("/users", json=user | {"password": too_short}),
                 await client.post(
                     "/users", content=b"{", headers={"content-type": "application/json"}
                 ),
-            ):
-                bodies.append(response.text)
+                await client.post(
+                    "/auth/token", data={"username": "s@example.com", "password": "no"}
+                ),
+                await client.patch(
+                    f"/users/{created.json()['id']}", json={"password": second}, headers=auth
+                ),
+                await client.delete("/auth/token", headers=auth),
+                await client.get("/users", headers=auth),
+            ]
+            bodies += [response.text for response in responses]
+            token_2 = await log_in(client, user["email"], second)
         await server.stop()
+    stored = await _secrets_stored(url)
     async with uvicorn(missing_db, "--log-level", "debug", LOG_LEVEL="debug") as down:
         async with httpx.AsyncClient(base_url=down.base_url) as client:
             health = await client.get("/health")
-            write = await client.post("/users", json={"email": "t@example.com", "name": "T"})
+            write = await client.post("/users", json=user | {"email": "t@example.com"})
             bodies += [health.text, write.text]
         await down.stop()
 
     assert migrate_code == 0, migrate_out
     assert failed_code != 0
-    assert '"database":"ok"' in bodies[0]
+    assert created.status_code == 201
+    assert [r.status_code for r in responses] == [201, 200, 200, 409, 422, 422, 401, 200, 204, 401]
     assert health.status_code == 503
     assert write.status_code == 503
     everything = "\n".join([migrate_out, failed_out, server.output, down.output, *bodies])
     assert "INSERT INTO users" in server.output  # the SQL echo was on
-    for leak in leaks:
-        assert leak not in everything
+    assert "UPDATE users SET" in server.output
+    token_hashes = [hashlib.sha256(t.encode()).hexdigest() for t in (token, token_2)]
+    secrets = [*leaks, first, second, too_short, token, token_2, *token_hashes, *stored]
+    assert len(stored) == 2  # the password hash, and token_2's hash: token was revoked
+    for secret in secrets:
+        assert secret not in everything
+
+
+async def _secrets_stored(url: str) -> list[str]:
+    """Every password hash and token hash in the database: none may be in any output."""
+    conn = await asyncpg.connect(url)
+    try:
+        hashes = await conn.fetch("SELECT password_hash FROM users")
+        tokens = await conn.fetch("SELECT token_hash FROM access_tokens")
+    finally:
+        await conn.close()
+    return [row[0] for row in [*hashes, *tokens]]
 
 
 async def test_sigterm_finishes_in_flight_request_and_exits_cleanly(postgres_url: URL) -> None:
@@ -141,11 +174,11 @@ async def test_sigterm_finishes_in_flight_request_and_exits_cleanly(postgres_url
     try:
         async with uvicorn(url, "--timeout-graceful-shutdown", "20") as server:
             async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                user = (
-                    await client.post("/users", json={"email": "g@example.com", "name": "G"})
-                ).json()
+                account = await sign_up(client, "g@example.com")
                 proxy.pause()  # the next request waits on the database...
-                in_flight = asyncio.create_task(client.get(f"/users/{user['id']}"))
+                in_flight = asyncio.create_task(
+                    client.get(f"/users/{account.id}", headers=account.headers)
+                )
                 await proxy.held.wait()
                 server.process.send_signal(signal.SIGTERM)  # ...while the server is told to stop
                 proxy.resume()
@@ -155,7 +188,7 @@ async def test_sigterm_finishes_in_flight_request_and_exits_cleanly(postgres_url
         await proxy.close()
 
     assert response.status_code == 200
-    assert response.json() == user
+    assert response.json() == account.user
     assert code == 0
     assert "Waiting for connections to close" in server.output or "Shutting down" in server.output
     assert "database connections closed" in server.output

@@ -2,17 +2,14 @@
 
 import asyncio
 
+import httpx
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import bindparam, delete, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from service import items, users
 from service.db import create_engine
-from service.errors import NotFound
-from service.models import Item, User
-from service.schemas import ItemCreate, ItemUpdate, UserCreate, UserUpdate
-from tests.conftest import settings_for
+from service.models import items, users
+from tests.conftest import served, settings_for, sign_up
 
 _WAITING_ON_A_LOCK = text(
     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
@@ -20,30 +17,44 @@ _WAITING_ON_A_LOCK = text(
 )
 
 
-@pytest.mark.parametrize("target", ["user", "item"])
-async def test_update_racing_a_delete_is_not_found(postgres_url: URL, target: str) -> None:
-    # A PATCH's UPDATE waits on the row lock of a DELETE still in flight; once the DELETE
-    # commits, Postgres re-checks the row, finds it gone and updates nothing: 404, not 500.
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        # The caller's own account disappears under the request: its token is no longer valid.
+        ("PATCH /users/{user}", 401),
+        ("POST /users/{user}/items", 401),
+        # The item disappears under the request: it is not found.
+        ("PATCH /items/{item}", 404),
+    ],
+)
+async def test_write_racing_the_delete_of_its_user_gets_401_or_404_not_500(
+    postgres_url: URL, request_: str, status: int
+) -> None:
+    # The request's statement waits on the row lock of a DELETE still in flight (its token was
+    # checked before); once the DELETE commits, Postgres re-checks and finds the row gone.
     engine = create_engine(settings_for(postgres_url))
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    observer = engine.execution_options(isolation_level="AUTOCOMMIT")  # a fresh view per poll
+    method, path = request_.split()
     try:
-        async with sessions.begin() as setup:
-            user = await users.create_user(setup, data=UserCreate(email="r@example.com", name="R"))
-            item = await items.create_item(setup, owner_id=user.id, data=ItemCreate(title="T"))
-        observer = engine.execution_options(isolation_level="AUTOCOMMIT")  # a fresh view per poll
-        async with sessions() as patcher, observer.connect() as observing:
-            async with sessions.begin() as deleter:
-                await deleter.execute(delete(Item).where(Item.id == item.id))
-                await deleter.execute(delete(User).where(User.id == user.id))
-                update = asyncio.create_task(
-                    users.update_user(patcher, user.id, data=UserUpdate(name="X"))
-                    if target == "user"
-                    else items.update_item(patcher, item.id, data=ItemUpdate(title="X"))
+        async with served(postgres_url) as client:
+            owner = await sign_up(client, "r@example.com")
+            client.headers.update(owner.headers)
+            item = (await client.post(f"/users/{owner.id}/items", json={"title": "T"})).json()
+            body = {"name": "X"} if path == "/users/{user}" else {"title": "X"}
+            url = path.format(user=owner.id, item=item["id"])
+            async with observer.connect() as observing, engine.begin() as deleter:
+                await deleter.execute(
+                    delete(items).where(items.c.owner_id == bindparam("u")), {"u": owner.id}
                 )
+                await deleter.execute(
+                    delete(users).where(users.c.id == bindparam("u")), {"u": owner.id}
+                )
+                racing = asyncio.create_task(client.request(method, url, json=body))
                 while not await observing.scalar(_WAITING_ON_A_LOCK):
-                    assert not update.done(), "the UPDATE did not wait for the DELETE"
+                    assert not racing.done(), (await racing).text
                     await asyncio.sleep(0.01)
-            with pytest.raises(NotFound, match=f"{target} .* not found"):
-                await update
+            response: httpx.Response = await racing
     finally:
         await engine.dispose()
+
+    assert response.status_code == status, response.text

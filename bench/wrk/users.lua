@@ -1,7 +1,9 @@
 -- One wrk run drives one endpoint of the users API; bench/loadgen.py mirrors this in Python.
---   wrk -s bench/wrk/users.lua URL -- MODE MIN_ID MAX_ID TAG
--- MODE: get | list | post | patch | mixed (the four in turn). Ids are drawn from MIN_ID..MAX_ID;
--- TAG keeps POSTed emails unique across runs. done() prints one line: "BENCH_JSON {...}".
+--   wrk -s bench/wrk/users.lua URL -- MODE MIN_ID MAX_ID TAG TOKENS_FILE
+-- MODE: get | list | patch | item | login | mixed (get, list, patch, item in turn). Ids are
+-- drawn from MIN_ID..MAX_ID. TOKENS_FILE has one "USER_ID TOKEN" per line: each request is
+-- signed in as one of them, picked at random (patch and item change that user's own data).
+-- done() prints one line: "BENCH_JSON {...}".
 
 local threads = {}
 
@@ -10,32 +12,42 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local modes = { "get", "list", "post", "patch" }
-local json_headers = { ["Content-Type"] = "application/json" }
+local modes = { "get", "list", "patch", "item" }
 
 function init(args)
   mode = args[1]
   min_id = tonumber(args[2])
   max_id = tonumber(args[3])
   tag = args[4]
+  accounts = {}
+  for line in io.lines(args[5]) do
+    local id, token = line:match("(%d+) (%S+)")
+    table.insert(accounts, { id = id, auth = "Bearer " .. token })
+  end
   counter = 0
   s2, s3, s4, s5 = 0, 0, 0, 0
   math.randomseed(os.time() + 7919 * thread_no)
 end
 
 local function build(kind)
+  local account = accounts[math.random(#accounts)]
+  local headers = { ["Authorization"] = account.auth }
   if kind == "get" then
-    return wrk.format("GET", "/users/" .. math.random(min_id, max_id))
+    return wrk.format("GET", "/users/" .. math.random(min_id, max_id), headers)
   elseif kind == "list" then
-    return wrk.format("GET", "/users?limit=20")
-  elseif kind == "post" then
-    local email = string.format("b-%s-%d-%d@example.com", tag, thread_no, counter)
-    return wrk.format("POST", "/users", json_headers,
-      '{"email":"' .. email .. '","name":"Bench User"}')
-  else
-    local id = math.random(min_id, max_id)
-    return wrk.format("PATCH", "/users/" .. id, json_headers,
+    return wrk.format("GET", "/users?limit=20", headers)
+  elseif kind == "patch" then
+    headers["Content-Type"] = "application/json"
+    return wrk.format("PATCH", "/users/" .. account.id, headers,
       '{"name":"Renamed ' .. counter .. '"}')
+  elseif kind == "item" then
+    headers["Content-Type"] = "application/json"
+    return wrk.format("POST", "/users/" .. account.id .. "/items", headers,
+      '{"title":"Bench ' .. tag .. " " .. counter .. '"}')
+  else
+    local form = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+    return wrk.format("POST", "/auth/token", form, "username=seed-" ..
+      math.random(min_id, max_id) .. "%40example.com&password=bench-password")
   end
 end
 

@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: the request's database work, ids and paging parameters.
+"""Request-scoped dependencies: the request's database work, the caller, ids and paging.
 
 Each request that touches the database gets one pooled connection in one transaction
 (ConnectionDep), committed when the endpoint returns, before the response is sent, and rolled
@@ -10,26 +10,26 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from service.db import ConnectionGate, DatabaseUnavailable
-from service.schemas import MAX_ID, Cursor
+from service import auth
+from service.db import Database, session_on
+from service.errors import NotAuthenticated
+from service.schemas import MAX_ID, Cursor, UserRead
 
 
-async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    gate: ConnectionGate = request.app.state.db_gate
-    engine: AsyncEngine = request.app.state.engine
-    connected = False
-    try:
-        async with gate, engine.connect() as connection, connection.begin():
-            connected = True
-            yield connection
-    except OSError as exc:
-        if connected:  # the endpoint's own error, not the database's
-            raise
-        # A refused or timed-out connect, which SQLAlchemy's async dialects pass on
-        # unwrapped (https://github.com/sqlalchemy/sqlalchemy/issues/11956).
-        raise DatabaseUnavailable(type(exc).__name__) from exc
+async def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def get_connection(database: DatabaseDep) -> AsyncIterator[AsyncConnection]:
+    async with database.transaction() as connection:
+        yield connection
 
 
 # scope="function": the commit runs when the endpoint returns, not after the response.
@@ -37,16 +37,31 @@ ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="functi
 
 
 async def get_session(connection: ConnectionDep) -> AsyncIterator[AsyncSession]:
-    # rollback_only: the session flushes into the request's transaction and never commits
-    # it; get_connection does.
-    async with AsyncSession(
-        connection, expire_on_commit=False, join_transaction_mode="rollback_only"
-    ) as session:
+    async with session_on(connection) as session:
         yield session
-        await session.commit()  # flushes whatever is pending
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+# Reads "Authorization: Bearer <token>"; without one, 401 "Not authenticated". tokenUrl is
+# where /docs' Authorize button logs in.
+bearer = OAuth2PasswordBearer(tokenUrl="/auth/token")
+BearerToken = Annotated[str, Depends(bearer)]
+
+
+async def current_user(token: BearerToken, connection: ConnectionDep) -> UserRead:
+    """The caller: the user whose token this is, if it is known, unexpired and not revoked.
+
+    Every protected route depends on this first, so a bad token is a 401 before any other
+    check; the lookup runs on the request's own connection.
+    """
+    user = await auth.user_for_token(connection, token) if auth.well_formed(token) else None
+    if user is None:
+        raise NotAuthenticated("invalid or expired token")
+    return UserRead.model_validate(user)
+
+
+CurrentUser = Annotated[UserRead, Depends(current_user)]
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="A user's id.")]
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="An item's id.")]

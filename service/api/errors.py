@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 NOT_MIGRATED = "database schema is not up to date; run `alembic upgrade head`"
 UNAVAILABLE = "database unavailable, try again later"
+HIDDEN = "[hidden]"
 
 # Postgres SQLSTATE classes that mean "the database cannot serve us now", not a bug: connection
 # exception (08), login refused (28), database missing (3D), insufficient resources (53),
@@ -63,7 +64,7 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     # echo but JSON output cannot hold: NaN and Infinity (Python's JSON parser takes them),
     # lone surrogates ("\ud800" is valid JSON), a body that is not UTF-8.
     errors = jsonable_encoder(
-        exc.errors(),
+        [_hide_passwords(error) for error in exc.errors()],
         custom_encoder={
             str: _scrub_surrogates,
             float: _finite_or_text,
@@ -73,6 +74,21 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
         },
     )
     return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _hide_passwords(error: dict[str, Any]) -> dict[str, Any]:
+    """The error without the value of any password field it would echo."""
+    if error["loc"] and error["loc"][-1] == "password":
+        return error | {"input": HIDDEN}
+    return error | {"input": _without_passwords(error.get("input"))}
+
+
+def _without_passwords(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: HIDDEN if k == "password" else _without_passwords(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_passwords(v) for v in value]
+    return value
 
 
 def _scrub_surrogates(text: str) -> str:

@@ -10,10 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import ConfigError
-from service.db import ConnectionGate, DatabaseUnavailable
+from service.db import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/health", tags=["health"])
@@ -67,13 +66,11 @@ def _current_revisions(connection: Connection) -> tuple[str, ...]:
 )
 async def ready(request: Request) -> Ready | JSONResponse:
     head: str = request.app.state.migration_head
-    gate: ConnectionGate = request.app.state.db_gate
-    engine: AsyncEngine = request.app.state.engine
+    database: Database = request.app.state.database
     try:
-        async with gate, engine.connect() as connection:
+        async with database.transaction() as connection:
             current = await connection.run_sync(_current_revisions)
-    # OSError: a refused or timed-out connect (see service/api/deps.py).
-    except (SQLAlchemyError, DatabaseUnavailable, OSError) as exc:
+    except (SQLAlchemyError, DatabaseUnavailable) as exc:
         log.warning("health check: database unavailable (%s)", type(exc).__name__)
         return _not_ready("database unavailable")
     if current != (head,):
