@@ -1,20 +1,54 @@
 """`python -m service [uvicorn options]`: uvicorn serving service.main:app.
 
-On SIGTERM uvicorn drains in-flight requests (up to --timeout-graceful-shutdown), runs the
-lifespan shutdown, then re-raises the signal so the process dies of it (exit 143). Here that
-re-raised signal is ignored instead: a drained, clean shutdown exits 0, which is what process
-supervisors and `docker stop` read as success.
+- Workers: WEB_CONCURRENCY (uvicorn reads it, as it does --workers). With more than one,
+  Prometheus metrics are kept in files shared by the workers (prometheus_client's multiprocess
+  mode): PROMETHEUS_MULTIPROC_DIR, or a new temporary directory, emptied at start.
+- Logging: uvicorn's own lines, the worker supervisor's included, in LOG_FORMAT
+  (service/logging.json), as the app's are.
+- On SIGTERM uvicorn drains in-flight requests (up to --timeout-graceful-shutdown), runs the
+  lifespan shutdown, then re-raises the signal so the process dies of it (exit 143). Here that
+  re-raised signal is ignored instead: a drained, clean shutdown exits 0, which is what process
+  supervisors and `docker stop` read as success.
 """
 
+import os
+import shutil
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from uvicorn.main import main as uvicorn_cli
 
 
+def _workers(args: list[str]) -> int:
+    for i, arg in enumerate(args):
+        if arg == "--workers" and i + 1 < len(args):
+            return int(args[i + 1])
+        if arg.startswith("--workers="):
+            return int(arg.partition("=")[2])
+    return int(os.environ.get("WEB_CONCURRENCY") or 1)
+
+
+def _shared_metrics_directory() -> None:
+    """Set PROMETHEUS_MULTIPROC_DIR for the workers (they inherit it), and empty it: files
+    left by an earlier run would add their counts to this one's."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="service-metrics-"
+    )
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
 def main() -> None:
+    args = sys.argv[1:]
+    if _workers(args) > 1:
+        _shared_metrics_directory()
+    if not any(arg.startswith("--log-config") for arg in args):
+        args = ["--log-config", str(Path(__file__).with_name("logging.json")), *args]
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-    uvicorn_cli.main(args=["service.main:app", *sys.argv[1:]], prog_name="python -m service")
+    uvicorn_cli.main(args=["service.main:app", *args], prog_name="python -m service")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     DB_CONNECT_TIMEOUT: float = Field(default=5, gt=0)
     DB_STATEMENT_TIMEOUT: float = Field(default=30, ge=0)
     DB_ECHO: bool = False
+    LOG_FORMAT: Annotated[Literal["console", "json"], BeforeValidator(_lower)] = "console"
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
     ACCESS_TOKEN_TTL: int = Field(default=86400, gt=0)
     LOGIN_MAX_FAILURES: int = Field(default=5, ge=1)
     LOGIN_WINDOW: int = Field(default=900, gt=0)

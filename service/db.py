@@ -58,9 +58,8 @@ class Base(DeclarativeBase):
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     options: dict[str, Any] = {
-        "echo": settings.DB_ECHO,
         # Statement parameters hold password hashes and token hashes: keep them out of the
-        # SQL echo and out of error messages.
+        # SQL log (DB_ECHO, see service/observability.py) and out of error messages.
         "hide_parameters": True,
         "pool_size": settings.DB_POOL_SIZE,
         "max_overflow": settings.DB_MAX_OVERFLOW,

@@ -1,16 +1,22 @@
-"""The application: create_app(settings) wires routers, error handling and the database."""
+"""The application: create_app(settings) wires routers, errors, observability and the database."""
 
 import gc
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
+from service import observability
 from service.api import auth, errors, health, items, users
 from service.config import ConfigError, Settings, load_settings
 from service.db import ConnectionGate, Database, create_engine
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # polls, instead of this gate, which hands over at once and in order.
         slots = 1
     app.state.database = Database(engine, ConnectionGate(slots, settings.DB_POOL_TIMEOUT))
+    tracer_provider: TracerProvider | None = app.state.tracer_provider
+    if tracer_provider is not None:
+        observability.trace_statements(engine, tracer_provider)
     # What exists now (FastAPI, pydantic, SQLAlchemy, our app) lives as long as the process;
     # frozen, the cyclic collector stops rescanning it on every full collection.
     gc.collect()
@@ -35,11 +44,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await engine.dispose()
         log.info("database connections closed")
+        observability.forget_this_process()
+        if tracer_provider is not None:
+            observability.untrace_statements()
+            tracer_provider.shutdown()  # sends the spans still buffered
 
 
-def create_app(settings: Settings, *, alembic_ini: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    alembic_ini: str | None = None,
+    tracer_provider: "TracerProvider | None" = None,
+) -> FastAPI:
+    """The app for these settings. Traces go to `tracer_provider` if given, else over OTLP
+    when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
     logging.getLogger("service").setLevel(settings.LOG_LEVEL.upper())
-    app = FastAPI(
+    # FastAPI with /docs and /redoc served from the package's own files, not a CDN.
+    app = FastAPIOffline(
         title="service",
         summary="Users and their items, on async SQLAlchemy.",
         version="0.1.0",
@@ -54,7 +75,14 @@ def create_app(settings: Settings, *, alembic_ini: str | None = None) -> FastAPI
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(items.router)
+    app.get("/metrics", include_in_schema=False)(observability.metrics)
     errors.install(app)
+    if tracer_provider is None and settings.OTEL_EXPORTER_OTLP_ENDPOINT:
+        tracer_provider = observability.otlp_tracer_provider()
+    app.state.tracer_provider = tracer_provider
+    app.add_middleware(observability.RequestContext, tracing=tracer_provider is not None)
+    if tracer_provider is not None:
+        observability.trace_requests(app, tracer_provider)  # outermost: spans the whole request
     return app
 
 
@@ -65,10 +93,9 @@ def _app_from_environment() -> FastAPI:
     except ConfigError as exc:
         # One clear line instead of a traceback from inside uvicorn.
         raise SystemExit(f"error: {exc}") from None
-    # uvicorn configures only its own loggers; give ours a handler in the same format.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     [%(name)s] %(message)s"))
-    logging.getLogger("service").addHandler(handler)
+    observability.configure_logging(
+        level=settings.LOG_LEVEL, format=settings.LOG_FORMAT, sql=settings.DB_ECHO
+    )
     return app
 
 

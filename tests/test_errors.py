@@ -54,8 +54,9 @@ async def test_unexpected_error_answers_500_and_logs_one_traceback(
     with caplog.at_level(logging.INFO):
         response = await buggy_client.get(path)
 
+    request_id = response.headers["x-request-id"]
     assert response.status_code == 500
-    assert response.json() == {"detail": "internal server error"}
+    assert response.json() == {"detail": "internal server error", "request_id": request_id}
     tracebacks = [r for r in caplog.records if r.exc_info is not None]
     assert len(tracebacks) == 1
     assert f"GET {path} failed" in tracebacks[0].getMessage()

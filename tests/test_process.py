@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -192,3 +193,50 @@ async def test_sigterm_finishes_in_flight_request_and_exits_cleanly(postgres_url
     assert code == 0
     assert "Waiting for connections to close" in server.output or "Shutting down" in server.output
     assert "database connections closed" in server.output
+
+
+async def test_json_logs_one_object_per_line_with_request_ids(fresh_url: URL) -> None:
+    # An empty database: requests reach it and get 503, which logs an error for its request.
+    url = fresh_url.render_as_string(hide_password=False)
+    async with uvicorn(url, LOG_FORMAT="json") as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            failed = await client.get(
+                "/users/7", headers={"Authorization": f"Bearer {'x' * 43}", "X-Request-ID": "r-1"}
+            )
+            missing = await client.get("/nope")
+        await server.stop()
+
+    events = [json.loads(line) for line in server.output.splitlines() if line.strip()]
+    access = [e for e in events if e["logger"] == "service.access"]
+    assert failed.status_code == 503
+    assert [(e["method"], e["route"], e["status"]) for e in access] == [
+        ("GET", "/health/live", 200),  # the start-up probe
+        ("GET", "/users/{user_id}", 503),
+        ("GET", "unmatched", 404),
+    ]
+    assert access[1]["request_id"] == "r-1"
+    assert access[2]["request_id"] == missing.headers["x-request-id"]
+    assert all(isinstance(e["duration_ms"], float) for e in access)
+    (error,) = [e for e in events if e["level"] == "error"]
+    assert error["request_id"] == "r-1"
+    assert "schema is behind the code" in error["event"]
+    assert any(e["logger"] == "uvicorn.error" for e in events)  # uvicorn's own lines too
+
+
+async def test_metrics_count_every_workers_requests(migrated_url: URL) -> None:
+    url = migrated_url.render_as_string(hide_password=False)
+    async with uvicorn(url, WEB_CONCURRENCY="2") as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            for _ in range(20):
+                assert (await client.get("/nope")).status_code == 404
+            scrapes = [(await client.get("/metrics")).text for _ in range(6)]
+        await server.stop()
+
+    counted = {
+        line
+        for text in scrapes
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{")
+    }
+    # Whichever worker answers the scrape, it reports both workers' requests.
+    assert counted == {'http_requests_total{method="GET",route="unmatched",status="404"} 20.0'}

@@ -24,7 +24,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.db import DatabaseUnavailable
 from service.errors import ServiceError
@@ -55,7 +54,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DatabaseUnavailable, _unavailable)
     app.add_exception_handler(PoolTimeoutError, _unavailable)
     app.add_exception_handler(DBAPIError, _database_error)
-    app.add_middleware(ServerErrors)
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
@@ -164,37 +162,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         or sqlite_error.startswith(_UNAVAILABLE_SQLITE_ERRORS)
     ):
         return await _unavailable(request, exc)
-    raise exc  # a bug, not an outage: ServerErrors answers 500
-
-
-class ServerErrors:
-    """Answers 500 to an exception no handler took, and logs it once, with its traceback.
-
-    Starlette's own ServerErrorMiddleware, outside this one, would answer as well but then
-    re-raise the exception to the server, which logs it a second time.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_started(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_started)
-        except Exception:
-            log.exception("%s %s failed", scope["method"], scope["path"])
-            if not started:  # else the server closes the half-sent response
-                response = JSONResponse({"detail": "internal server error"}, status_code=500)
-                await response(scope, receive, send)
+    raise exc  # a bug, not an outage: RequestContext answers 500
 
 
 def openapi_errors() -> dict[int | str, dict[str, Any]]:

@@ -1,0 +1,261 @@
+"""What an operator sees: logs, request ids, the access log, Prometheus metrics, traces.
+
+- Logging goes through the standard library, rendered by structlog's ProcessorFormatter: one
+  line per event, JSON (LOG_FORMAT=json) or plain text, uvicorn's and SQLAlchemy's own lines
+  included, each carrying the request id of the request it was written for.
+- RequestContext, the outermost middleware of ours, gives each request its id (X-Request-ID),
+  writes its one access-log line, counts it in the metrics, and answers 500 to an exception no
+  handler took, logging it once.
+- Metrics are prometheus_client's, in its multiprocess mode when PROMETHEUS_MULTIPROC_DIR is
+  set (`python -m service` sets it for more than one worker).
+- Traces (the `otel` extra) are OpenTelemetry's FastAPI and SQLAlchemy instrumentations.
+"""
+
+import logging
+import os
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.db import Database
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("service.access")
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+UNMATCHED = "unmatched"  # the route label of every path that matches no route
+# Probes and scrapes would drown the traffic they watch.
+_NOT_MEASURED = frozenset({"/health", "/health/live", "/metrics"})
+
+REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ("method", "route", "status"))
+DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from a request's arrival to the end of its response.",
+    ("method", "route", "status"),
+)
+# livesum: with several workers, a scrape adds up the live processes' pools.
+POOL = Gauge(
+    "db_pool_connections",
+    "Database connections of the pool, by state.",
+    ("state",),
+    multiprocess_mode="livesum",
+)
+WAITING = Gauge(
+    "db_pool_waiting_requests",
+    "Requests waiting for a database connection.",
+    multiprocess_mode="livesum",
+)
+
+
+def formatter(format: str) -> logging.Formatter:
+    """One event per line: JSON objects for "json", readable text otherwise."""
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,  # the request id
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        _without_color_message,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    rendering: list[Any] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        if format == "json"
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
+    )
+
+
+def formatter_from_environment() -> logging.Formatter:
+    """The formatter of service/logging.json, which `python -m service` gives uvicorn, so that
+    its own lines, the supervisor's included, come out in LOG_FORMAT too."""
+    return formatter(os.environ.get("LOG_FORMAT", "console").lower())
+
+
+def _without_color_message(
+    _logger: Any, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    event.pop("color_message", None)  # uvicorn's copy of the message, with terminal colours
+    return event
+
+
+def configure_logging(*, level: str, format: Literal["console", "json"], sql: bool) -> None:
+    """Every logger, ours and the libraries', through one handler in one format."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(format))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("service").setLevel(level.upper())
+    # uvicorn may have set up handlers of its own before importing us: ours replace them. Its
+    # access log is off: RequestContext writes one with the route template and request id.
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+    if sql:
+        # Instead of create_engine(echo=True), which adds a handler of its own. Statement
+        # parameters stay hidden (hide_parameters in service/db.py).
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+
+
+class RequestContext:
+    """Per HTTP request: an id, one access-log line, the metrics, and the 500 for a bug.
+
+    Starlette's ServerErrorMiddleware, outside this one, would also answer an unhandled
+    exception, but then re-raise it to the server, which logs it a second time.
+    """
+
+    def __init__(self, app: ASGIApp, *, tracing: bool = False) -> None:
+        self.app = app
+        self.tracing = tracing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        context = structlog.contextvars.bind_contextvars(request_id=request_id)
+        if self.tracing:
+            from opentelemetry import trace
+
+            trace.get_current_span().set_attribute("request.id", request_id)
+        start = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if not status:  # else the response is half sent: the server closes it
+                body = {"detail": "internal server error", "request_id": request_id}
+                await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", UNMATCHED)
+            access_log.info(
+                "%s %s %s",
+                scope["method"],
+                route,
+                status,
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
+            if route not in _NOT_MEASURED:
+                labels = (scope["method"], route, str(status))
+                REQUESTS.labels(*labels).inc()
+                DURATION.labels(*labels).observe(seconds)
+                app: FastAPI = scope["app"]
+                measure_pool(app.state.database)
+            structlog.contextvars.reset_contextvars(**context)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            sent: str = value.decode("latin-1")
+            if _SANE_REQUEST_ID.fullmatch(sent):
+                return sent
+            break
+    return str(uuid.uuid4())
+
+
+def measure_pool(database: Database) -> None:
+    pool: Any = database.engine.pool  # a QueuePool: size, checkedin, checkedout, overflow
+    POOL.labels("in_use").set(pool.checkedout())
+    POOL.labels("idle").set(pool.checkedin())
+    POOL.labels("overflow").set(max(pool.overflow(), 0))
+    WAITING.set(database.gate.waiting)
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics, Prometheus's text format; every worker's figures when there are several."""
+    measure_pool(request.app.state.database)
+    registry = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def forget_this_process() -> None:
+    """At a worker's exit: its gauges leave the multiprocess sums."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def otlp_tracer_provider() -> "TracerProvider":
+    """Spans exported over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (the SDK reads it)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "service"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+def trace_requests(app: FastAPI, provider: "TracerProvider") -> None:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, excluded_urls="/health,/health/live,/metrics"
+    )
+
+
+def trace_statements(engine: "AsyncEngine", provider: "TracerProvider") -> None:
+    # The async engine's sync_engine is where SQLAlchemy's events fire. Spans carry the
+    # statement's text, never its parameters. skip_dep_check: the package declares
+    # "sqlalchemy < 2.1" (open-telemetry/opentelemetry-python-contrib#2971), older than 2.1
+    # itself; tests/test_observability.py shows the spans on 2.1.
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
+    )
+
+
+def untrace_statements() -> None:
+    """Undo trace_statements, so that a next engine in this process can be traced."""
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().uninstrument()
