@@ -73,6 +73,14 @@ def do_run_migrations(connection: Connection) -> None:
             # Alembic has no lock of its own: concurrent upgrades queue here, and each then
             # reads the version table afresh. Released when the transaction ends.
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            # Then a migration waits at most this long for a table's lock: an ALTER queued
+            # behind a long transaction would make every query of that table queue behind it.
+            # It fails instead, leaving the database as it was, to be run again later.
+            timeout_ms = int(_settings().MIGRATION_LOCK_TIMEOUT * 1000)
+            connection.execute(
+                text("SELECT set_config('lock_timeout', :timeout, true)"),
+                {"timeout": f"{timeout_ms}ms"},
+            )
         context.run_migrations()
 
 

@@ -1,12 +1,16 @@
 """Settings read from the environment, and the one place DATABASE_URL is normalised."""
 
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+# Far above what one process needs, and what a Postgres server allows; a value above it is a
+# typo or a misunderstanding, refused at start.
+MAX_CONNECTIONS_PER_PROCESS = 500
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+asyncpg"}
 _SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
 
@@ -23,6 +27,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     DATABASE_URL: str = "sqlite+aiosqlite:///./app.db"
+    # A file holding the URL (a Docker or Kubernetes secret); it wins over DATABASE_URL.
+    DATABASE_URL_FILE: Path | None = None
     DB_POOL_SIZE: int = Field(default=5, ge=1)
     DB_MAX_OVERFLOW: int = Field(default=10, ge=0)
     DB_POOL_TIMEOUT: float = Field(default=10, gt=0)
@@ -37,10 +43,31 @@ class Settings(BaseSettings):
     LOG_LEVEL: Annotated[
         Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)
     ] = "info"
+    MIGRATION_LOCK_TIMEOUT: float = Field(default=5, gt=0)
+
+    @model_validator(mode="after")
+    def _connections_fit_a_server(self) -> "Settings":
+        connections = self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW
+        if connections > MAX_CONNECTIONS_PER_PROCESS:
+            raise ValueError(
+                f"DB_POOL_SIZE + DB_MAX_OVERFLOW = {connections} connections per worker process;"
+                f" more than {MAX_CONNECTIONS_PER_PROCESS} is more than a database server serves"
+                " (Postgres' max_connections is 100 by default): lower them, or put PgBouncer"
+                " in front"
+            )
+        return self
 
     @property
     def database_url(self) -> URL:
-        return normalize_database_url(self.DATABASE_URL)
+        raw = self.DATABASE_URL
+        if self.DATABASE_URL_FILE is not None:
+            try:
+                raw = self.DATABASE_URL_FILE.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"DATABASE_URL_FILE: cannot read {self.DATABASE_URL_FILE} ({exc.strerror})"
+                ) from None
+        return normalize_database_url(raw)
 
 
 def normalize_database_url(raw: str) -> URL:
@@ -67,7 +94,9 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         # pydantic's own message echoes the input, which may hold a password.
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
         raise ConfigError(f"invalid settings: {problems}") from None
     settings.database_url  # noqa: B018 - validate the URL now, not on the first request
     return settings

@@ -141,13 +141,13 @@ async def run_alembic(url: URL, fn: Callable[..., Any], *args: Any, **kwargs: An
         await engine.dispose()
 
 
-async def alembic_cli(database_url: URL | str, *args: str) -> tuple[int, str]:
+async def alembic_cli(database_url: URL | str, *args: str, **env: str) -> tuple[int, str]:
     """`python -m alembic ARGS` from the repo root, as a user runs it: exit code and output."""
     if isinstance(database_url, URL):
         database_url = database_url.render_as_string(hide_password=False)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "alembic", *args,
-        cwd=ROOT, env=os.environ | {"DATABASE_URL": database_url},
+        cwd=ROOT, env=os.environ | {"DATABASE_URL": database_url} | env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(process.communicate(), timeout=120)

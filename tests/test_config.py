@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,40 @@ def test_server_start_with_bad_url_prints_one_line_without_traceback() -> None:
     assert len(lines) == 1
     assert lines[0].startswith("error: DATABASE_URL")
     assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+def test_database_url_file_wins_over_database_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "database_url"
+    secret.write_text("postgresql://app:s3cret@db/app\n")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./other.db")
+    monkeypatch.setenv("DATABASE_URL_FILE", str(secret))
+
+    url = load_settings().database_url
+
+    assert url.render_as_string(hide_password=False) == "postgresql+asyncpg://app:s3cret@db/app"
+
+
+def test_unreadable_database_url_file_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL_FILE", str(tmp_path / "missing"))
+
+    with pytest.raises(ConfigError, match="DATABASE_URL_FILE: cannot read") as caught:
+        load_settings()
+
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("pool", "overflow"), [("0", "0"), ("0", "10"), ("400", "200")])
+def test_pool_of_no_or_absurdly_many_connections_is_refused(
+    monkeypatch: pytest.MonkeyPatch, pool: str, overflow: str
+) -> None:
+    monkeypatch.setenv("DB_POOL_SIZE", pool)
+    monkeypatch.setenv("DB_MAX_OVERFLOW", overflow)
+
+    with pytest.raises(ConfigError, match="DB_POOL_SIZE") as caught:
+        load_settings()
+
+    assert "\n" not in str(caught.value)

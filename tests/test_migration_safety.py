@@ -2,12 +2,13 @@
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, Backend, alembic_cli, asyncpg_args, empty_database
+from tests.conftest import ROOT, Backend, alembic_cli, asyncpg_args, empty_database, served, sign_up
 
 BROKEN_REVISION = '''"""a migration that fails half-way
 
@@ -88,3 +89,72 @@ async def test_failing_migration_leaves_previous_revision_and_no_partial_schema(
     )
     assert tables == []
     assert columns == []
+
+
+ALTERS_USERS = '''"""a migration that needs users to itself
+
+Revision ID: 0a17e7e50000
+Revises: {head}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0a17e7e50000"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("users", sa.Column("nickname", sa.String(50)))
+
+
+def downgrade() -> None:
+    op.drop_column("users", "nickname")
+'''
+
+
+async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
+    postgres_url: URL, tmp_path: Path
+) -> None:
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    ini = ("-c", str(tmp_path / "alembic.ini"))
+    _, head = await alembic_cli(postgres_url, *ini, "heads")
+    head = head.split()[0]
+    alters = tmp_path / "migrations" / "versions" / "2099_01_01_0000-0a17e7e50000_alters.py"
+    alters.write_text(ALTERS_USERS.format(head=head))
+
+    async with served(postgres_url) as client:
+        client.headers.update((await sign_up(client, "reader@example.com")).headers)
+        holder = await asyncpg.connect(**asyncpg_args(postgres_url))
+        try:
+            # A long transaction that has read users holds a lock the ALTER must wait for.
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.fetch("SELECT id FROM users")
+            started = time.monotonic()
+            migration = asyncio.create_task(
+                alembic_cli(postgres_url, *ini, "upgrade", "head", MIGRATION_LOCK_TIMEOUT="1")
+            )
+            reads = []
+            while not migration.done():
+                read_started = time.monotonic()
+                response = await client.get("/users")
+                reads.append((response.status_code, time.monotonic() - read_started))
+            code, out = await migration
+            failed_after = time.monotonic() - started
+            after = await client.get("/users")
+            await transaction.rollback()
+        finally:
+            await holder.close()
+
+    assert code != 0
+    assert "lock timeout" in out
+    assert failed_after < 10  # a second's wait and Alembic's start-up, not the holder's life
+    assert reads
+    assert all(status == 200 for status, _ in reads)
+    assert max(seconds for _, seconds in reads) < 5  # queued behind the ALTER for ~1 s at most
+    assert after.status_code == 200
+    assert await _fetch(postgres_url, "SELECT version_num FROM alembic_version") == [(head,)]

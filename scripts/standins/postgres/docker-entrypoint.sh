@@ -1,14 +1,18 @@
 #!/bin/bash
-# The part of the official postgres image's entrypoint that the stack relies on: on an empty
-# $PGDATA, initdb with POSTGRES_USER / POSTGRES_PASSWORD, create POSTGRES_DB, accept password
-# (scram-sha-256) connections from the network; then run the server as `postgres`.
+# The part of the official postgres image's entrypoint that the stacks rely on: on an empty
+# $PGDATA, initdb with POSTGRES_USER / POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE, a
+# secret's file), create POSTGRES_DB, accept password (scram-sha-256) connections from the
+# network; then run the server as `postgres`.
 set -euo pipefail
 
 if [[ ${1:-} != postgres ]]; then
     exec "$@"
 fi
 
-: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
+if [[ -n ${POSTGRES_PASSWORD_FILE:-} ]]; then
+    POSTGRES_PASSWORD=$(<"$POSTGRES_PASSWORD_FILE")
+fi
+: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set}"
 user=${POSTGRES_USER:-postgres}
 db=${POSTGRES_DB:-$user}
 as_postgres=()
