@@ -260,7 +260,9 @@ def _env(url: URL, pool_size: int) -> dict[str, str]:
         # The same fixed pool for both apps: no overflow connections opened and closed under load.
         "DB_POOL_SIZE": str(pool_size),
         "DB_MAX_OVERFLOW": "0",
-        "LOG_LEVEL": "warning",
+        # The service as it runs in production: an access line per request, in JSON.
+        "LOG_LEVEL": "info",
+        "LOG_FORMAT": "json",
         "ALEMBIC_CONFIG": str(ROOT / "alembic.ini"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }

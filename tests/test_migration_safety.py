@@ -37,6 +37,21 @@ def downgrade() -> None:
 '''
 
 
+async def _scripts_with(
+    url: URL, tmp_path: Path, revision: str, template: str
+) -> tuple[tuple[str, str], str]:
+    """The project's migrations copied to tmp_path with one more revision on top of head:
+    the alembic `-c` option for them, and the head below the new revision."""
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    ini = ("-c", str(tmp_path / "alembic.ini"))
+    _, heads = await alembic_cli(url, *ini, "heads")
+    head = heads.split()[0]
+    path = tmp_path / "migrations" / "versions" / f"2099_01_01_0000-{revision}_test.py"
+    path.write_text(template.format(head=head))
+    return ini, head
+
+
 async def _fetch(url: URL, query: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(**asyncpg_args(url))
     try:
@@ -68,13 +83,7 @@ async def test_concurrent_upgrades_both_succeed_and_apply_each_migration_once(
 async def test_failing_migration_leaves_previous_revision_and_no_partial_schema(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
-    ini = ("-c", str(tmp_path / "alembic.ini"))
-    code, head = await alembic_cli(postgres_url, *ini, "heads")
-    head = head.split()[0]
-    broken = tmp_path / "migrations" / "versions" / "2099_01_01_0000-0badc0ffee00_broken.py"
-    broken.write_text(BROKEN_REVISION.format(head=head))
+    ini, head = await _scripts_with(postgres_url, tmp_path, "0badc0ffee00", BROKEN_REVISION)
 
     code, out = await alembic_cli(postgres_url, *ini, "upgrade", "head")
 
@@ -118,13 +127,7 @@ def downgrade() -> None:
 async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
-    ini = ("-c", str(tmp_path / "alembic.ini"))
-    _, head = await alembic_cli(postgres_url, *ini, "heads")
-    head = head.split()[0]
-    alters = tmp_path / "migrations" / "versions" / "2099_01_01_0000-0a17e7e50000_alters.py"
-    alters.write_text(ALTERS_USERS.format(head=head))
+    ini, head = await _scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
 
     async with served(postgres_url) as client:
         client.headers.update((await sign_up(client, "reader@example.com")).headers)
