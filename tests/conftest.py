@@ -150,7 +150,12 @@ async def alembic_cli(database_url: URL | str, *args: str, **env: str) -> tuple[
         cwd=ROOT, env=os.environ | {"DATABASE_URL": database_url} | env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    finally:
+        if process.returncode is None:  # timed out: no Alembic left running after the test
+            process.kill()
+            await process.wait()
     return process.returncode or 0, out.decode()
 
 

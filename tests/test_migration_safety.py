@@ -153,9 +153,12 @@ async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
         finally:
             await holder.close()
 
+    # The holder lets go only after the migration has ended, so only lock_timeout can end it;
+    # Postgres's "lock timeout" message says that is what did. The bound is loose because
+    # Alembic's own start-up takes seconds on a loaded machine.
     assert code != 0
     assert "lock timeout" in out
-    assert failed_after < 10  # a second's wait and Alembic's start-up, not the holder's life
+    assert failed_after < 30
     assert reads
     assert all(status == 200 for status, _ in reads)
     assert max(seconds for _, seconds in reads) < 5  # queued behind the ALTER for ~1 s at most

@@ -1,6 +1,7 @@
 """The service as uvicorn runs it: secrets stay out of every output, SIGTERM drains requests."""
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -53,26 +54,30 @@ class Server:
 async def uvicorn(database_url: str, *args: str, **env: str) -> AsyncIterator[Server]:
     """`python -m service`: uvicorn on service.main:app, exiting 0 after a graceful stop."""
     port = _free_port()
+    # A session of its own: if the test fails, its worker processes go down with it too
+    # (killed alone, the supervisor would leave them holding our output pipe).
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "service", "--port", str(port), *args,
-        cwd=ROOT, env=_env(database_url, **env),
+        cwd=ROOT, env=_env(database_url, **env), start_new_session=True,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     server = Server(process, port)
     try:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
-            for _ in range(200):  # up to ~20 s for the process to listen
+            for _ in range(600):  # up to a minute on a loaded machine
                 try:
                     await client.get("/health/live")
                     break
                 except httpx.TransportError:
                     assert process.returncode is None, "uvicorn exited"
                     await asyncio.sleep(0.1)
+            else:
+                pytest.fail("uvicorn did not answer /health/live within a minute")
         yield server
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 @pytest.fixture
