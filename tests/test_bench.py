@@ -3,12 +3,20 @@
 Only a smoke test: figures come from `bench/run`, never from timed tests.
 """
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from bench.runner import APPS, ENDPOINTS
+import pytest
+
+from bench.loadgen import PASSWORD
+from bench.runner import APPS, ENDPOINTS, seed
+from service import auth
+from service.config import normalize_database_url
+from tests.conftest import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +46,33 @@ def test_quick_bench_reports_every_endpoint_without_server_errors(tmp_path: Path
     assert costs["alembic_upgrade_fresh_s"] > 0
     assert costs["alembic_upgrade_at_head_s"] > 0
     assert costs["rss_mb"]["service"]["after_warmup"] > 0
+
+
+@pytest.mark.parametrize("app", APPS)
+async def test_instruction_driver_gets_2xx_on_every_endpoint(app: str, tmp_path: Path) -> None:
+    # The in-process driver behind bench/instructions.py, without callgrind: every request it
+    # would count gets a 2xx, or the driver exits non-zero.
+    url = normalize_database_url(f"sqlite:///{tmp_path}/bench.db")
+    await migrate(url)
+    tokens = await seed(url, 20, await auth.hash_password(PASSWORD))
+    tokens_file = tmp_path / "tokens.txt"
+    tokens_file.write_text("".join(f"{i} {t}\n" for i, t in tokens.items()))
+    env = os.environ | {
+        "BENCH_APP": app,
+        "DATABASE_URL": url.render_as_string(hide_password=False),
+        "LOG_LEVEL": "warning",
+    }
+    for endpoint in ENDPOINTS:
+        cmd = [
+            *(sys.executable, "-m", "bench.instructions", "--serve", endpoint),
+            *("--warmup", "2", "--requests", "3", "--users", "20", "--tokens", str(tokens_file)),
+        ]
+        process = await asyncio.create_subprocess_exec(
+            *cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, f"{endpoint}: {out.decode()}"
