@@ -100,10 +100,12 @@ async def hash_password(password: str) -> str:
 async def verify_password(password: str, password_hash: str | None) -> bool:
     """Whether the password matches; as slow for a missing hash as for a wrong password."""
     async with _HASHING:
-        return (
-            await asyncio.to_thread(_PASSWORDS.verify, password, password_hash or _dummy_hash())
-            and password_hash is not None
-        )
+        return await asyncio.to_thread(_verify, password, password_hash)
+
+
+def _verify(password: str, password_hash: str | None) -> bool:
+    # In the worker thread: the dummy hash, made on first use, is as slow to make as to check.
+    return _PASSWORDS.verify(password, password_hash or _dummy_hash()) and password_hash is not None
 
 
 @functools.cache
