@@ -228,7 +228,9 @@ app = FastAPI(title="baseline", lifespan=lifespan)
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 CursorQuery = Annotated[Cursor | None, Query()]
-_401 = HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
+NOT_SIGNED_IN = HTTPException(
+    401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"}
+)
 
 
 @asynccontextmanager
@@ -236,12 +238,12 @@ async def _signed_in(request: Request) -> AsyncIterator[tuple[Db, Mapping[str, A
     """The request's connection and its caller, from the bearer token: one indexed lookup."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise _401
+        raise NOT_SIGNED_IN
     store: PostgresStore | SqliteStore = request.app.state.store
     async with store.connection() as db:
         caller = await db.caller(hashlib.sha256(token.encode()).hexdigest())
         if caller is None:
-            raise _401
+            raise NOT_SIGNED_IN
         yield db, caller
 
 

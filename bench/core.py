@@ -10,20 +10,20 @@ layer; what the service costs over it is our own plumbing.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request, Response, status
+from fastapi import FastAPI, HTTPException, Request, Response, status
 from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+# The baseline's own parameters and 401, so that both rungs validate and answer alike.
+from bench.baseline import NOT_SIGNED_IN, CursorQuery, Limit, UserId
 from service import auth
 from service.config import load_settings
 from service.db import create_engine
 from service.models import items, users
 from service.schemas import (
-    MAX_ID,
-    Cursor,
     ItemCreate,
     ItemRead,
     Page,
@@ -54,11 +54,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(title="core", lifespan=lifespan)
 
-UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
-Limit = Annotated[int, Query(ge=1, le=100)]
-CursorQuery = Annotated[Cursor | None, Query()]
-_401 = HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
-
 
 @asynccontextmanager
 async def _signed_in(request: Request) -> AsyncIterator[tuple[AsyncConnection, Row[Any]]]:
@@ -66,12 +61,12 @@ async def _signed_in(request: Request) -> AsyncIterator[tuple[AsyncConnection, R
     own lookup)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise _401
+        raise NOT_SIGNED_IN
     engine: AsyncEngine = request.app.state.engine
     async with engine.begin() as connection:
         caller = await auth.user_for_token(connection, token)
         if caller is None:
-            raise _401
+            raise NOT_SIGNED_IN
         yield connection, caller
 
 

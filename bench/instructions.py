@@ -29,7 +29,7 @@ from typing import Any, cast
 import uvloop
 from sqlalchemy.engine import URL
 
-from bench.loadgen import PASSWORD
+from bench.loadgen import PASSWORD, Request, Workload, read_accounts
 from bench.runner import (
     DEFAULT_POSTGRES,
     ENDPOINTS,
@@ -64,35 +64,25 @@ def _app(name: str) -> Any:
     return app
 
 
-def _request(
-    endpoint: str, user_id: str, token: str, n: int, users: int
-) -> tuple[dict[str, Any], bytes]:
-    """The request bench/wrk/users.lua sends for this endpoint, as an ASGI scope and body."""
-    query, body = b"", b""
-    if endpoint == "get":
-        method, path = "GET", f"/users/{random.randint(1, users)}"
-    elif endpoint == "list":
-        method, path, query = "GET", "/users", b"limit=20"
-    elif endpoint == "patch":
-        method, path, body = "PATCH", f"/users/{user_id}", b'{"name": "n%d"}' % n
-    else:
-        method, path, body = "POST", f"/users/{user_id}/items", b'{"title": "t%d"}' % n
-    headers = [
-        (b"host", b"bench"),
-        (b"authorization", f"Bearer {token}".encode()),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
+def _scope(request: Request) -> tuple[dict[str, Any], bytes]:
+    """A load generator's request as uvicorn hands it to the app: an ASGI scope and a body."""
+    path, _, query = request.path.partition("?")
+    content_type, body = request.payload()
+    headers = [(b"host", b"bench"), (b"content-length", str(len(body)).encode())]
+    if request.token is not None:
+        headers.append((b"authorization", f"Bearer {request.token}".encode()))
+    if content_type is not None:
+        headers.append((b"content-type", content_type.encode()))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": method,
+        "method": request.method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": query,
+        "query_string": query.encode(),
         "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
@@ -100,13 +90,14 @@ def _request(
     return scope, body
 
 
-async def _serve(args: argparse.Namespace, tokens: list[tuple[str, str]]) -> None:
+async def _serve(args: argparse.Namespace) -> None:
     app = _app(os.environ["BENCH_APP"])
-    endpoints = args.serve.split(",")  # one under callgrind; the test drives them all in turn
+    # The requests bench/loadgen.py sends (and bench/wrk/users.lua): "mixed" takes each in turn.
+    accounts = read_accounts(args.tokens)
+    workload = Workload(args.serve, 1, args.users, "instructions", accounts, rng=random.Random(1))
 
-    async def one(n: int, state: dict[str, Any]) -> None:
-        endpoint = endpoints[n % len(endpoints)]
-        scope, body = _request(endpoint, *tokens[n % len(tokens)], n, args.users)
+    async def one(state: dict[str, Any]) -> None:
+        scope, body = _scope(workload.next())
         scope["state"] = dict(state)
         messages = [{"type": "http.request", "body": body, "more_body": False}]
         statuses = []
@@ -126,11 +117,11 @@ async def _serve(args: argparse.Namespace, tokens: list[tuple[str, str]]) -> Non
             raise SystemExit(f"{scope['method']} {scope['path']}: {statuses[0]}")
 
     async with app.router.lifespan_context(app) as state:
-        for n in range(args.warmup):
-            await one(n, state or {})
+        for _ in range(args.warmup):
+            await one(state or {})
         _instrument("on")
-        for n in range(args.warmup, args.warmup + args.requests):
-            await one(n, state or {})
+        for _ in range(args.requests):
+            await one(state or {})
         _instrument("off")
 
 
@@ -182,12 +173,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests first (200)")
     parser.add_argument("--users", type=int, default=10_000, help="users seeded (10000)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # the process under callgrind
-    parser.add_argument("--tokens", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tokens", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        lines = args.tokens.read_text().splitlines()
-        random.seed(1)
-        uvloop.run(_serve(args, [(user_id, token) for user_id, token in map(str.split, lines)]))
+        uvloop.run(_serve(args))
         return
     endpoints = args.endpoints.split(",")
     server = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)

@@ -62,27 +62,32 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-def format_request(
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    form: str | None = None,
-) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    if token is not None:
-        lines.append(f"Authorization: Bearer {token}")
-    payload = b""
-    if body is not None:
-        payload = json.dumps(body, separators=(",", ":")).encode()
-        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-    elif form is not None:
-        payload = form.encode()
-        lines += [
-            "Content-Type: application/x-www-form-urlencoded",
-            f"Content-Length: {len(payload)}",
-        ]
+@dataclass(frozen=True)
+class Request:
+    """One request of a workload, before it is written as HTTP (or as an ASGI scope)."""
+
+    method: str
+    path: str  # with its query string
+    body: dict[str, Any] | None = None
+    token: str | None = None
+    form: str | None = None
+
+    def payload(self) -> tuple[str | None, bytes]:
+        """The content type and bytes of the body."""
+        if self.body is not None:
+            return "application/json", json.dumps(self.body, separators=(",", ":")).encode()
+        if self.form is not None:
+            return "application/x-www-form-urlencoded", self.form.encode()
+        return None, b""
+
+
+def format_request(request: Request) -> bytes:
+    lines = [f"{request.method} {request.path} HTTP/1.1", "Host: 127.0.0.1"]
+    if request.token is not None:
+        lines.append(f"Authorization: Bearer {request.token}")
+    content_type, payload = request.payload()
+    if content_type is not None:
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(payload)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
@@ -105,23 +110,23 @@ class Workload:
     counter: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
-    def next(self) -> bytes:
+    def next(self) -> Request:
         self.counter += 1
         kind = MODES[self.counter % 4] if self.mode == "mixed" else self.mode
         user_id, token = self.rng.choice(self.accounts)
         if kind == "get":
             some_id = self.rng.randint(self.min_id, self.max_id)
-            return format_request("GET", f"/users/{some_id}", token=token)
+            return Request("GET", f"/users/{some_id}", token=token)
         if kind == "list":
-            return format_request("GET", "/users?limit=20", token=token)
+            return Request("GET", "/users?limit=20", token=token)
         if kind == "patch":
             body = {"name": f"Renamed {self.counter}"}
-            return format_request("PATCH", f"/users/{user_id}", body, token=token)
+            return Request("PATCH", f"/users/{user_id}", body, token=token)
         if kind == "item":
             body = {"title": f"Bench {self.tag} {self.counter}"}
-            return format_request("POST", f"/users/{user_id}/items", body, token=token)
+            return Request("POST", f"/users/{user_id}/items", body, token=token)
         email = f"seed-{self.rng.randint(self.min_id, self.max_id)}%40example.com"
-        return format_request("POST", "/auth/token", form=f"username={email}&password={PASSWORD}")
+        return Request("POST", "/auth/token", form=f"username={email}&password={PASSWORD}")
 
 
 @dataclass
@@ -141,7 +146,7 @@ async def _drive(
     conn = Connection(host, port)
     try:
         while time.perf_counter() < deadline:
-            raw = workload.next()
+            raw = format_request(workload.next())
             start = time.perf_counter()
             try:
                 status, _ = await asyncio.wait_for(conn.request(raw), wait)

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 import asyncpg
 from sqlalchemy.engine import URL
 
-from bench.loadgen import PASSWORD, Connection, format_request
+from bench.loadgen import PASSWORD, Connection, Request, format_request
 from service import auth
 from service.config import normalize_database_url
 
@@ -303,7 +303,7 @@ def measure_costs(urls: dict[str, URL], pool_size: int, runs: int) -> dict[str, 
 async def _live(port: int) -> bool:
     conn = Connection("127.0.0.1", port)
     try:
-        status, _ = await conn.request(format_request("GET", "/health/live"))
+        status, _ = await conn.request(format_request(Request("GET", "/health/live")))
         return status == 200
     except OSError:
         return False
