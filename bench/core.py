@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response, status
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bench.baseline import NOT_SIGNED_IN, CursorQuery, Limit, UserId
 from service import auth
 from service.config import load_settings
-from service.db import create_engine
-from service.models import items, users
+from service.db import Base, create_engine
+from service.models import now
 from service.schemas import (
     ItemCreate,
     ItemRead,
@@ -32,14 +32,21 @@ from service.schemas import (
     encode_cursor,
 )
 
-BY_ID = select(*auth.USER_COLUMNS).where(users.c.id == bindparam("user_id"))
+users, items, tokens = (Base.metadata.tables[t] for t in ("users", "items", "access_tokens"))
+USER_COLUMNS = (users.c.id, users.c.email, users.c.name, users.c.created_at, users.c.updated_at)
+BY_TOKEN = (
+    select(*USER_COLUMNS)
+    .join(tokens, tokens.c.user_id == users.c.id)
+    .where(tokens.c.token_hash == bindparam("token_hash"), tokens.c.expires_at > bindparam("now"))
+)
+BY_ID = select(*USER_COLUMNS).where(users.c.id == bindparam("user_id"))
 PAGE = (
-    select(*auth.USER_COLUMNS)
+    select(*USER_COLUMNS)
     .where(users.c.id > bindparam("after"))
     .order_by(users.c.id)
     .limit(bindparam("limit"))
 )
-UPDATE = update(users).where(users.c.id == bindparam("user_id")).returning(*auth.USER_COLUMNS)
+UPDATE = update(users).where(users.c.id == bindparam("user_id")).returning(*USER_COLUMNS)
 INSERT_ITEM = insert(items).returning(*items.c)
 
 
@@ -56,15 +63,16 @@ app = FastAPI(title="core", lifespan=lifespan)
 
 
 @asynccontextmanager
-async def _signed_in(request: Request) -> AsyncIterator[tuple[AsyncConnection, Row[Any]]]:
+async def _signed_in(request: Request) -> AsyncIterator[tuple[AsyncConnection, Any]]:
     """A connection in a transaction and its caller, from the bearer token (the service's
-    own lookup)."""
+    query, as Core)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NOT_SIGNED_IN
     engine: AsyncEngine = request.app.state.engine
     async with engine.begin() as connection:
-        caller = await auth.user_for_token(connection, token)
+        params = {"token_hash": auth.token_hash(token), "now": now()}
+        caller = (await connection.execute(BY_TOKEN, params)).one_or_none()
         if caller is None:
             raise NOT_SIGNED_IN
         yield connection, caller

@@ -45,8 +45,8 @@ ROWS = {
     "baseline": ("baseline", {}),
     "core": ("core", {}),
     "service": ("service", {}),
-    "service, no access-log line": ("service", {"LOG_LEVEL": "warning"}),
-    "service, no RequestContext": ("service", {"BENCH_WITHOUT_CONTEXT": "1"}),
+    "service without access log": ("service", {"LOG_LEVEL": "warning"}),
+    "service without RequestContext": ("service", {"BENCH_WITHOUT_CONTEXT": "1"}),
 }
 
 
@@ -169,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--endpoints", default="get", help="comma-separated: get,list,patch,item")
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to count")
     parser.add_argument("--requests", type=int, default=400, help="measured per row (400)")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests first (200)")
     parser.add_argument("--users", type=int, default=10_000, help="users seeded (10000)")
@@ -195,7 +196,8 @@ def main() -> None:
         counts: dict[str, dict[str, int]] = {}
         print(f"| {args.db} | " + " | ".join(ENDPOINTS[e] for e in endpoints) + " |")
         print("|---|" + "--:|" * len(endpoints))
-        for row, (app, _) in ROWS.items():
+        for row in args.rows.split(","):
+            app, _ = ROWS[row]
             counts[row] = {e: count(row, e, urls[app], tokens_of[app], args) for e in endpoints}
             print(f"| {row} | " + " | ".join(f"{counts[row][e]:,}" for e in endpoints) + " |")
     print("BENCH_JSON " + json.dumps(counts))

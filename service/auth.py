@@ -14,19 +14,16 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Column, Row, bindparam, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Database
 from service.errors import NotAuthenticated, TooManyAttempts
-from service.models import access_tokens, login_failures, users
+from service.models import AccessToken, LoginFailure, User, now
 from service.schemas import MAX_EMAIL, Email
 
 _EMAIL: TypeAdapter[str] = TypeAdapter(Email)
@@ -41,55 +38,62 @@ def _hashing_threads() -> int:
 
 
 # Each Argon2 hash takes a core and 64 MiB for its duration: a burst of logins must not take
-# the cores that serve every other request (bench/README.md measures GET during logins).
+# the cores that serve every other request.
 _HASHING = asyncio.Semaphore(_hashing_threads())
+# Sign-ups and logins take a turn here before they open their database session, so that
+# while they wait for a hashing thread they hold no database connection: a burst of them holds
+# at most this many.
+PASSWORD_REQUESTS = asyncio.Semaphore(_hashing_threads())
 # 32 random bytes in URL-safe base64: 43 characters, or more if a client pads them.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43,128}")
 
-# What a user is to the API: never the password hash.
-USER_COLUMNS: tuple[Column[Any], ...] = (
-    users.c.id,
-    users.c.email,
-    users.c.name,
-    users.c.created_at,
-    users.c.updated_at,
-)
-
+# Built once at import: the token lookup runs on every request that needs a token.
 _USER_BY_TOKEN = (
-    select(*USER_COLUMNS)
-    .join(access_tokens, access_tokens.c.user_id == users.c.id)
+    select(User)
+    .join(AccessToken, AccessToken.user_id == User.id)
     .where(
-        access_tokens.c.token_hash == bindparam("token_hash"),
-        access_tokens.c.expires_at > bindparam("now"),
+        AccessToken.token_hash == bindparam("token_hash"), AccessToken.expires_at > bindparam("now")
     )
 )
-_LOGIN_USER = select(users.c.id, users.c.password_hash).where(users.c.email == bindparam("email"))
-_INSERT_TOKEN = insert(access_tokens)
-_REVOKE = delete(access_tokens).where(access_tokens.c.token_hash == bindparam("token_hash"))
-_REVOKE_OTHERS = delete(access_tokens).where(
-    access_tokens.c.user_id == bindparam("user_id"),
-    access_tokens.c.token_hash != bindparam("token_hash"),
+# Bulk deletes of rows the session never loaded: nothing in it to synchronise.
+_NOT_LOADED = {"synchronize_session": False}
+_REVOKE = (
+    delete(AccessToken)
+    .where(AccessToken.token_hash == bindparam("token_hash"))
+    .execution_options(**_NOT_LOADED)
 )
-_DELETE_EXPIRED_TOKENS = delete(access_tokens).where(
-    access_tokens.c.user_id == bindparam("user_id"), access_tokens.c.expires_at <= bindparam("now")
+_REVOKE_OTHERS = (
+    delete(AccessToken)
+    .where(
+        AccessToken.user_id == bindparam("user_id"),
+        AccessToken.token_hash != bindparam("token_hash"),
+    )
+    .execution_options(**_NOT_LOADED)
 )
+_DELETE_EXPIRED_TOKENS = (
+    delete(AccessToken)
+    .where(AccessToken.user_id == bindparam("user_id"), AccessToken.expires_at <= bindparam("now"))
+    .execution_options(**_NOT_LOADED)
+)
+_LOGIN_USER = select(User.id, User.password_hash).where(User.email == bindparam("email"))
 _RECENT_FAILURES = (
-    select(login_failures.c.failed_at)
-    .where(login_failures.c.email == bindparam("email"))
-    .order_by(login_failures.c.failed_at.desc())
+    select(LoginFailure.failed_at)
+    .where(LoginFailure.email == bindparam("email"))
+    .order_by(LoginFailure.failed_at.desc())
     .limit(bindparam("limit"))
 )
-_RECORD_FAILURE = insert(login_failures)
-_FORGET_FAILURES = delete(login_failures).where(login_failures.c.email == bindparam("email"))
-_FORGET_OLD_FAILURES = delete(login_failures).where(
-    login_failures.c.failed_at < bindparam("before")
+_FORGET_FAILURES = (
+    delete(LoginFailure)
+    .where(LoginFailure.email == bindparam("email"))
+    .execution_options(**_NOT_LOADED)
+)
+_FORGET_OLD_FAILURES = (
+    delete(LoginFailure)
+    .where(LoginFailure.failed_at < bindparam("before"))
+    .execution_options(**_NOT_LOADED)
 )
 # Any fixed number: keeps these advisory locks apart from other users of the same key space.
 _LOGIN_LOCK_CLASS = 0x10C
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def hash_password(password: str) -> str:
@@ -121,25 +125,26 @@ def well_formed(token: str) -> bool:
     return _TOKEN.fullmatch(token) is not None
 
 
-async def user_for_token(connection: AsyncConnection, token: str) -> Row[Any] | None:
+async def user_for_token(session: AsyncSession, token: str) -> User | None:
     """The user a valid (known, unexpired, unrevoked) token belongs to: one indexed lookup."""
     params = {"token_hash": token_hash(token), "now": now()}
-    return (await connection.execute(_USER_BY_TOKEN, params)).one_or_none()
+    user: User | None = (await session.execute(_USER_BY_TOKEN, params)).scalar_one_or_none()
+    return user
 
 
 async def issue_token(session: AsyncSession, *, user_id: int, ttl: int) -> str:
     token = secrets.token_urlsafe(32)
     issued = now()
     await session.execute(_DELETE_EXPIRED_TOKENS, {"user_id": user_id, "now": issued})
-    await session.execute(
-        _INSERT_TOKEN,
-        {
-            "token_hash": token_hash(token),
-            "user_id": user_id,
-            "created_at": issued,
-            "expires_at": issued + timedelta(seconds=ttl),
-        },
+    session.add(
+        AccessToken(
+            token_hash=token_hash(token),
+            user_id=user_id,
+            created_at=issued,
+            expires_at=issued + timedelta(seconds=ttl),
+        )
     )
+    await session.flush()
     return token
 
 
@@ -163,13 +168,13 @@ class LoginLock:
         return timedelta(seconds=self.window_s)
 
 
-async def login(
-    database: Database, *, username: str, password: str, lock: LoginLock, ttl: int
+async def log_in(
+    session: AsyncSession, *, username: str, password: str, lock: LoginLock, ttl: int
 ) -> str:
-    """A new access token for the email and password; NotAuthenticated or TooManyAttempts.
+    """A new access token for the email and password.
 
-    Each phase that touches the database is a short transaction of its own: no connection is
-    held while the password is checked.
+    TooManyAttempts while the email is locked. NotAuthenticated for a wrong email or password,
+    with the failure added to the session: the caller commits it, so that it counts.
     """
     wrong = NotAuthenticated("incorrect email or password")
     try:
@@ -179,29 +184,28 @@ async def login(
     if len(email) > MAX_EMAIL or "\x00" in email:  # cannot be anyone's, nor be counted
         await verify_password(password, None)  # as slow as any other wrong login
         raise wrong
-    async with database.session() as session:
-        await count_attempt(session, email=email, lock=lock)
-        user = await login_user(await session.connection(), email)
-    if not await verify_password(password, user.password_hash if user else None):
-        raise wrong
-    assert user is not None
-    try:
-        async with database.session() as session:
-            await forget_failures(session, email=email)
-            return await issue_token(session, user_id=user.id, ttl=ttl)
-    except IntegrityError:  # the user was deleted meanwhile
-        raise wrong from None
-
-
-async def count_attempt(session: AsyncSession, *, email: str, lock: LoginLock) -> None:
-    """Count a login attempt as failed until it succeeds; TooManyAttempts if the email is locked.
-
-    Counting before the password is checked, one attempt per email at a time, is what stops
-    two attempts racing past the threshold: the second sees the first one's failure.
-    """
     attempted = now()
+    await _check_lock(session, email=email, lock=lock, attempted=attempted)
+    user = (await session.execute(_LOGIN_USER, {"email": email})).one_or_none()
+    verified = await verify_password(password, user.password_hash if user else None)
+    if user is None or not verified:
+        session.add(LoginFailure(email=email, failed_at=attempted))
+        await session.flush()
+        raise wrong
+    await session.execute(_FORGET_FAILURES, {"email": email})
+    return await issue_token(session, user_id=user.id, ttl=ttl)
+
+
+async def _check_lock(
+    session: AsyncSession, *, email: str, lock: LoginLock, attempted: datetime
+) -> None:
+    """TooManyAttempts if the email is locked.
+
+    One attempt per email at a time, until its transaction ends: the next one sees whether it
+    failed, so two attempts cannot race past the threshold together.
+    """
     if session.get_bind().dialect.name == "postgresql":
-        # One attempt per email at a time; on SQLite, BEGIN IMMEDIATE already serialises.
+        # On SQLite, BEGIN IMMEDIATE already serialises every transaction.
         lock_email = func.pg_advisory_xact_lock(_LOGIN_LOCK_CLASS, func.hashtext(email))
         await session.execute(select(lock_email))
     # Failures older than two windows can no longer be part of a lock that still holds.
@@ -217,14 +221,3 @@ async def count_attempt(session: AsyncSession, *, email: str, lock: LoginLock) -
             raise TooManyAttempts(
                 f"too many failed logins; try again in {retry_after} s", retry_after=retry_after
             )
-    await session.execute(_RECORD_FAILURE, {"email": email, "failed_at": attempted})
-
-
-async def login_user(connection: AsyncConnection, email: str) -> Row[Any, Any] | None:
-    """The id and password hash of the user with this email, if any."""
-    return (await connection.execute(_LOGIN_USER, {"email": email})).one_or_none()
-
-
-async def forget_failures(session: AsyncSession, *, email: str) -> None:
-    """A successful login wipes the count, the attempt's own provisional failure included."""
-    await session.execute(_FORGET_FAILURES, {"email": email})

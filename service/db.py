@@ -1,17 +1,20 @@
-"""Declarative base with a naming convention, the engine factories, and the gate that admits
-requests to the database in arrival order."""
+"""Declarative base with a naming convention, the engine and session factories, the gate that
+admits requests to the database in arrival order, and keyset pagination."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Dialect, MetaData, event
+from sqlalchemy import DateTime, Dialect, Executable, MetaData, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
@@ -68,6 +71,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, **options)
         _sqlite_hooks(engine, _SQLITE_APP_PRAGMAS)
+        event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
         return engine
     server_settings = {"application_name": "service"}
     if settings.DB_STATEMENT_TIMEOUT:
@@ -79,7 +83,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
     # Instead of pool_pre_ping, which costs BEGIN; SELECT; ROLLBACK on every checkout.
     event.listen(engine.sync_engine, "checkout", _replace_closed_connection)
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
     return engine
+
+
+def _connect_or_unavailable(
+    dialect: Dialect, _record: ConnectionPoolEntry, cargs: Any, cparams: Any
+) -> Any:
+    # SQLAlchemy's async dialects pass a failed connect on as the driver raised it, a bare
+    # OSError or asyncpg error (https://github.com/sqlalchemy/sqlalchemy/issues/11956), which
+    # could come from anywhere. Wherever a connection is opened, its failure is this one.
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except Exception as exc:
+        raise DatabaseUnavailable(type(exc).__name__) from exc
 
 
 def _replace_closed_connection(
@@ -154,42 +171,39 @@ class ConnectionGate:
 
 
 class Database:
-    """The engine behind its gate: where a request, or anything else, gets a transaction."""
+    """The engine, its sessions and the gate in front of them: what a request's session comes from.
+
+    Requests reach the database only through `service.api.deps.get_session`. Code outside a
+    request (the health check, the tests' set-up) may use `engine` directly.
+    """
 
     def __init__(self, engine: AsyncEngine, gate: ConnectionGate) -> None:
         self.engine = engine
         self.gate = gate
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection in a transaction, committed at the end, rolled back on error."""
-        connected = False
-        try:
-            async with self.gate, self.engine.connect() as connection, connection.begin():
-                connected = True
-                yield connection
-        except OSError as exc:
-            if connected:  # the caller's own error, not the database's
-                raise
-            # A refused or timed-out connect, which SQLAlchemy's async dialects pass on
-            # unwrapped (https://github.com/sqlalchemy/sqlalchemy/issues/11956).
-            raise DatabaseUnavailable(type(exc).__name__) from exc
-
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """An AsyncSession in a transaction of its own (see transaction and session_on)."""
-        async with self.transaction() as connection, session_on(connection) as session:
-            yield session
+        # expire_on_commit=False: what a request wrote can still be read, without a query,
+        # after the commit that precedes its response.
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
 
 
-@asynccontextmanager
-async def session_on(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
-    """An AsyncSession in the connection's transaction: it flushes into it, never commits it."""
-    async with AsyncSession(
-        connection, expire_on_commit=False, join_transaction_mode="rollback_only"
-    ) as session:
-        yield session
-        await session.commit()  # flushes what is pending; the transaction's owner commits
+async def keyset_page(
+    session: AsyncSession,
+    statement: Executable,
+    params: dict[str, Any],
+    *,
+    after: int | None,
+    limit: int,
+) -> tuple[list[Any], int | None]:
+    """One page of `statement`, and the id to continue after (None on the last page).
+
+    The statement filters `id > :after`, orders by id and takes `:limit` rows: keyset
+    pagination, no OFFSET. One row more than the page tells whether another page follows.
+    """
+    # Ids start at 1: "after 0" is the first page.
+    params = params | {"after": after or 0, "limit": limit + 1}
+    rows = list((await session.execute(statement, params)).all())
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
 
 
 _SQLITE_APP_PRAGMAS = (

@@ -1,5 +1,7 @@
 """The application: create_app(settings) wires routers, errors, observability and the database."""
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -39,9 +41,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # frozen, the cyclic collector stops rescanning it on every full collection.
     gc.collect()
     gc.freeze()
+    sampling = asyncio.create_task(observability.sample_pool(app.state.database))
     try:
         yield
     finally:
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling
         await engine.dispose()
         log.info("database connections closed")
         observability.forget_this_process()
@@ -66,21 +72,29 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         responses=errors.openapi_errors(),
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.migration_head = health.migration_head(
         alembic_ini or os.environ.get("ALEMBIC_CONFIG", "alembic.ini")
     )
-    app.include_router(health.router)
-    app.include_router(auth.router)
+    # The busiest routes first: a request is matched against the routes in this order.
     app.include_router(users.router)
     app.include_router(items.router)
+    app.include_router(auth.router)
+    app.include_router(health.router)
     app.get("/metrics", include_in_schema=False)(observability.metrics)
     errors.install(app)
     if tracer_provider is None and settings.OTEL_EXPORTER_OTLP_ENDPOINT:
         tracer_provider = observability.otlp_tracer_provider()
     app.state.tracer_provider = tracer_provider
-    app.add_middleware(observability.RequestContext, tracing=tracer_provider is not None)
+    app.add_middleware(
+        observability.RequestContext,
+        access_log=observability.access_logger(
+            level=settings.LOG_LEVEL, format=settings.LOG_FORMAT
+        ),
+        tracing=tracer_provider is not None,
+    )
     if tracer_provider is not None:
         observability.trace_requests(app, tracer_provider)  # outermost: spans the whole request
     return app

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.engine.default import DefaultExecutionContext
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base
 
@@ -12,20 +12,20 @@ from service.db import Base
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(UTC)
 
 
 def _created_at(context: DefaultExecutionContext) -> datetime:
     # A new row's updated_at equals its created_at, not a microsecond later.
     created: datetime | None = context.get_current_parameters().get("created_at")  # type: ignore[no-untyped-call]
-    return created or _now()
+    return created or now()
 
 
 class Timestamped:
-    created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(default=now, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
-        default=_created_at, onupdate=_now, server_default=func.now()
+        default=_created_at, onupdate=now, server_default=func.now()
     )
 
 
@@ -38,10 +38,6 @@ class User(Timestamped, Base):
     # An Argon2id PHC string; NULL for accounts made before passwords, which cannot log in.
     password_hash: Mapped[str | None] = mapped_column(String(255))
 
-    items: Mapped[list["Item"]] = relationship(
-        back_populates="owner", lazy="raise", passive_deletes=True
-    )
-
 
 class Item(Timestamped, Base):
     __tablename__ = "items"
@@ -52,8 +48,6 @@ class Item(Timestamped, Base):
     )
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
-
-    owner: Mapped[User] = relationship(back_populates="items", lazy="raise")
 
 
 class AccessToken(Base):
@@ -66,7 +60,7 @@ class AccessToken(Base):
     user_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(default=now, server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
@@ -79,10 +73,3 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     failed_at: Mapped[datetime] = mapped_column(index=True)
-
-
-# The tables themselves, for Core statements (service/users.py says why).
-users = Base.metadata.tables["users"]
-items = Base.metadata.tables["items"]
-access_tokens = Base.metadata.tables["access_tokens"]
-login_failures = Base.metadata.tables["login_failures"]

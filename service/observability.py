@@ -11,13 +11,17 @@
 - Traces (the `otel` extra) are OpenTelemetry's FastAPI and SQLAlchemy instrumentations.
 """
 
+import asyncio
+import functools
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -41,7 +45,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("service.access")
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 UNMATCHED = "unmatched"  # the route label of every path that matches no route
@@ -93,6 +96,44 @@ def formatter(format: str) -> logging.Formatter:
     )
 
 
+def access_logger(*, level: str, format: Literal["console", "json"]) -> Any:
+    """The access log: one line per request, in the format of every other line.
+
+    Written by structlog's own logger, which skips the standard library's records, handlers
+    and formatter: the line every request writes costs a third of what it did through them.
+    """
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,  # the request id
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer(_orjson_text)
+        if format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    logger = structlog.wrap_logger(
+        _Stderr(),
+        processors=[*processors, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level.upper()),
+        cache_logger_on_first_use=True,
+    )
+    return logger.bind(logger="service.access")
+
+
+def _orjson_text(event: Any, **_options: Any) -> str:
+    return orjson.dumps(event).decode()
+
+
+class _Stderr:
+    """A structlog logger: each line to the sys.stderr of the moment, as logging's are."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    info = msg
+
+
 def formatter_from_environment() -> logging.Formatter:
     """The formatter of service/logging.json, which `python -m service` gives uvicorn, so that
     its own lines, the supervisor's included, come out in LOG_FORMAT too."""
@@ -133,8 +174,9 @@ class RequestContext:
     exception, but then re-raise it to the server, which logs it a second time.
     """
 
-    def __init__(self, app: ASGIApp, *, tracing: bool = False) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: Any, tracing: bool = False) -> None:
         self.app = app
+        self.access_log = access_log
         self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,25 +209,25 @@ class RequestContext:
         finally:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", UNMATCHED)
-            access_log.info(
-                "%s %s %s",
-                scope["method"],
-                route,
-                status,
-                extra={
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                },
+            self.access_log.info(
+                f"{scope['method']} {route} {status}",
+                method=scope["method"],
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 3),
             )
             if route not in _NOT_MEASURED:
-                labels = (scope["method"], route, str(status))
-                REQUESTS.labels(*labels).inc()
-                DURATION.labels(*labels).observe(seconds)
-                app: FastAPI = scope["app"]
-                measure_pool(app.state.database)
+                requests, duration = _series(scope["method"], route, status)
+                requests.inc()
+                duration.observe(seconds)
             structlog.contextvars.reset_contextvars(**context)
+
+
+@functools.cache
+def _series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled series of a kind of request, looked up once: routes and statuses are few."""
+    labels = (method, route, str(status))
+    return REQUESTS.labels(*labels), DURATION.labels(*labels)
 
 
 def _request_id(scope: Scope) -> str:
@@ -196,6 +238,18 @@ def _request_id(scope: Scope) -> str:
                 return sent
             break
     return str(uuid.uuid4())
+
+
+async def sample_pool(database: Database) -> None:
+    """Set the pool gauges every second, until cancelled.
+
+    Not on every request (that cost more than the rest of the metrics), and not only at a
+    scrape: with several workers a scrape reaches one of them and reads the others' gauges
+    from the files they last wrote.
+    """
+    while True:
+        measure_pool(database)
+        await asyncio.sleep(1)
 
 
 def measure_pool(database: Database) -> None:

@@ -22,13 +22,20 @@ from alembic.config import Config
 from fastapi import FastAPI
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    create_async_engine,
+)
 
 from service import auth, users
+from service.api.deps import get_session
 from service.config import Settings, normalize_database_url
-from service.db import ConnectionGate, Database, create_engine, create_migration_engine, session_on
+from service.db import ConnectionGate, Database, create_engine, create_migration_engine
 from service.main import create_app
 from service.schemas import UserCreate, UserRead
+from tests.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parents[1]
 ALEMBIC_INI = str(ROOT / "alembic.ini")
@@ -198,26 +205,34 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(connection: AsyncConnection, settings_overrides: dict[str, Any]) -> FastAPI:
+async def app(
+    connection: AsyncConnection, settings_overrides: dict[str, Any]
+) -> AsyncIterator[FastAPI]:
     url = connection.engine.url
     app = create_app(settings_for(url, **settings_overrides), alembic_ini=ALEMBIC_INI)
-    app.state.database = SavepointDatabase(connection)  # what the lifespan (not run) sets up
-    return app
+
+    async def session_in_the_tests_transaction() -> AsyncIterator[AsyncSession]:
+        async with session_on(connection) as session:
+            yield session
+            await session.commit()
+
+    app.dependency_overrides[get_session] = session_in_the_tests_transaction
+    # What the lifespan (not run) sets up, for what runs outside a request's session: the
+    # health check and the pool gauges. A plain engine: on SQLite its reads take no write
+    # lock, so /health reads beside the test's open transaction.
+    engine = create_async_engine(url)
+    app.state.database = Database(engine, ConnectionGate(1, timeout=10))
+    yield app
+    await engine.dispose()
 
 
-class SavepointDatabase(Database):
-    """The app's Database on the test's connection: each transaction is a SAVEPOINT in the
-    test's, released when it succeeds and rolled back when it fails, as a real one commits or
-    rolls back. One at a time, as the connection is one."""
-
-    def __init__(self, connection: AsyncConnection) -> None:
-        super().__init__(connection.engine, ConnectionGate(1, timeout=10))
-        self.connection = connection
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.gate, self.connection.begin_nested():
-            yield self.connection
+def session_on(connection: AsyncConnection) -> AsyncSession:
+    """A session in the test's transaction (SQLAlchemy's "Joining a Session into an External
+    Transaction"): its commit releases a SAVEPOINT, its rollback rolls back to one, and the
+    test's own rollback undoes everything at the end."""
+    return AsyncSession(
+        connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
 
 
 @asynccontextmanager
@@ -270,6 +285,16 @@ async def postgres_url(postgres_server: URL, tmp_path: Path) -> AsyncIterator[UR
 
 
 @pytest.fixture
+async def proxied_url(postgres_url: URL) -> AsyncIterator[tuple[Proxy, URL]]:
+    """Postgres behind a proxy the test controls (a network outage has no SQLite equivalent)."""
+    assert postgres_url.host is not None
+    proxy = Proxy(postgres_url.host, postgres_url.port or 5432)
+    await proxy.start()
+    yield proxy, postgres_url.set(host="127.0.0.1", port=proxy.port)
+    await proxy.close()
+
+
+@pytest.fixture
 async def sqlite_url(tmp_path: Path) -> AsyncIterator[URL]:
     """A migrated SQLite file of its own, for tests that only apply to SQLite."""
     async with empty_database(Backend("sqlite", None), tmp_path) as url:
@@ -286,10 +311,11 @@ def make_user(connection: AsyncConnection, password_hash: str) -> Callable[..., 
         data = UserCreate(
             email=email or f"{uuid.uuid4().hex[:10]}@example.com", name=name, password=PASSWORD
         )
-        async with connection.begin_nested(), session_on(connection) as session:
-            row = await users.create_user(session, data=data, password_hash=password_hash)
-            token = await auth.issue_token(session, user_id=row.id, ttl=3600)
-        return Account(UserRead.model_validate(row).model_dump(mode="json"), token)
+        async with session_on(connection) as session:
+            user = await users.create_user(session, data=data, password_hash=password_hash)
+            token = await auth.issue_token(session, user_id=user.id, ttl=3600)
+            await session.commit()
+        return Account(UserRead.model_validate(user).model_dump(mode="json"), token)
 
     return make
 

@@ -1,4 +1,5 @@
-"""A TCP proxy between the service and Postgres that a test can cut, restore, pause and resume."""
+"""A TCP proxy between the service and Postgres that a test can cut, restore, pause and resume,
+and that counts round trips."""
 
 import asyncio
 import contextlib
@@ -15,6 +16,8 @@ class Proxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self.held = asyncio.Event()  # set when a client sent data while paused
+        # Each time a client sends after the server has answered (or first) is a round trip.
+        self.round_trips = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -57,19 +60,31 @@ class Proxy:
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
-        for coro in (self._pipe(reader, up_writer, True), self._pipe(up_reader, writer, False)):
+        turn = {"client": False}  # whose data went through last on this connection
+        for coro in (
+            self._pipe(reader, up_writer, turn, from_client=True),
+            self._pipe(up_reader, writer, turn, from_client=False),
+        ):
             task = asyncio.create_task(coro)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, from_client: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        turn: dict[str, bool],
+        *,
+        from_client: bool,
     ) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
                 if from_client and not self._flowing.is_set():
                     self.held.set()
                     await self._flowing.wait()
+                if from_client and not turn["client"]:
+                    self.round_trips += 1
+                turn["client"] = from_client
                 if self._cut:
                     break
                 writer.write(data)

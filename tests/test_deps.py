@@ -1,10 +1,12 @@
-"""A request's database work is one transaction: all or nothing, committed before the response."""
+"""A request's database work is one session and one transaction: all or nothing, committed
+before the response; reads on Postgres in autocommit, in two round trips."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
@@ -12,12 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
 from service import users
-from service.api.deps import ConnectionDep, SessionDep
+from service.api.deps import CurrentUser, SessionDep
 from service.db import create_engine
 from service.main import create_app
-from service.models import users as users_table
+from service.models import User
 from service.schemas import UserCreate
-from tests.conftest import ALEMBIC_INI, PASSWORD, settings_for
+from tests.conftest import ALEMBIC_INI, PASSWORD, served, settings_for, sign_up
+from tests.proxy import Proxy
 
 
 async def _create(session: AsyncSession, email: str, name: str) -> None:
@@ -41,7 +44,7 @@ async def _stored_names(url: URL) -> list[str]:
     engine = create_engine(settings_for(url))
     try:
         async with engine.connect() as connection:
-            return list((await connection.scalars(select(users_table.c.name))).all())
+            return list((await connection.scalars(select(User.name))).all())
     finally:
         await engine.dispose()
 
@@ -86,7 +89,7 @@ async def test_write_is_committed_before_the_response_starts(migrated_url: URL) 
             if message["type"] == "http.response.start" and scope["method"] == "POST":
                 # Another connection sees the row as the response starts: it is committed.
                 async with engine.connect() as connection:
-                    count = await connection.scalar(select(func.count()).select_from(users_table))
+                    count = await connection.scalar(select(func.count()).select_from(User))
                 seen_at_response_start.append(count or 0)
             await send(message)
 
@@ -106,21 +109,59 @@ async def test_write_is_committed_before_the_response_starts(migrated_url: URL) 
     assert seen_at_response_start == [1]
 
 
-async def test_reads_and_writes_of_a_request_share_one_connection(migrated_url: URL) -> None:
+async def test_token_lookup_reads_and_writes_of_a_request_share_one_connection(
+    migrated_url: URL,
+) -> None:
     # With a pool of one and no overflow, a second checkout within the request would wait
     # and time out (503).
     router = APIRouter()
 
     @router.post("/read-then-write")
-    async def read_then_write(connection: ConnectionDep, session: SessionDep) -> int:
+    async def read_then_write(_caller: CurrentUser, session: SessionDep) -> int:
         await _create(session, "b@example.com", "Both")
-        page, _ = await users.list_users(connection, after=None, limit=10)
-        return len(page)
+        rows, _ = await users.list_users(session, after=None, limit=10)
+        return len(rows)
 
     overrides = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
     async with _served_with(migrated_url, router, **overrides) as client:
+        client.headers.update((await sign_up(client, "a@example.com")).headers)
         response = await client.post("/read-then-write")
 
     assert response.status_code == 200
-    assert response.json() == 1  # the read saw the write: same transaction
-    assert await _stored_names(migrated_url) == ["Both"]
+    assert response.json() == 2  # the read saw the write: same transaction
+    assert await _stored_names(migrated_url) == ["Ada", "Both"]
+
+
+@pytest.mark.parametrize(
+    ("request_", "round_trips"),
+    [
+        ("GET /users/{other}", 2),  # the token, the user: in autocommit, no BEGIN or COMMIT
+        ("GET /users?limit=5", 2),
+        ("GET /users/{me}/items", 2),
+        ("PATCH /users/{me}", 4),  # BEGIN, the token, the UPDATE, COMMIT
+        ("POST /users/{me}/items", 4),
+    ],
+)
+async def test_round_trips_to_postgres_per_request(
+    proxied_url: tuple[Proxy, URL], request_: str, round_trips: int
+) -> None:
+    proxy, url = proxied_url
+    method, path = request_.split()
+    async with served(url, DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0) as client:
+        me = await sign_up(client, "me@example.com")
+        other = await sign_up(client, "other@example.com")
+        client.headers.update(me.headers)
+        assert (await client.post(f"/users/{me.id}/items", json={"title": "T"})).status_code == 201
+        path = path.format(me=me.id, other=other.id)
+        body = _BODIES.get(method)
+        for _ in range(2):  # asyncpg prepares a statement on its first use by a connection
+            assert (await client.request(method, path, json=body)).status_code < 300
+        before = proxy.round_trips
+        response = await client.request(method, path, json=body)
+        seen = proxy.round_trips - before
+
+    assert response.status_code < 300, response.text
+    assert seen == round_trips
+
+
+_BODIES = {"PATCH": {"name": "New"}, "POST": {"title": "New"}}

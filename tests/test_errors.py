@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from service.api.deps import ConnectionDep
+from service.api.deps import SessionDep
 from service.main import create_app
 from tests.conftest import ALEMBIC_INI, settings_for
 
@@ -28,8 +28,8 @@ def missing_file() -> str:
 
 
 @router.get("/bad-sql")
-async def bad_sql(connection: ConnectionDep) -> None:
-    await connection.execute(text("SELECT no_such_function()"))
+async def bad_sql(session: SessionDep) -> None:
+    await session.execute(text("SELECT no_such_function()"))
 
 
 @pytest.fixture

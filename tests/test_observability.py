@@ -1,6 +1,6 @@
 """Operations: request ids, the access log, /metrics and traces."""
 
-import logging
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -57,20 +57,24 @@ async def test_every_answer_has_a_request_id(client: httpx.AsyncClient, me: Acco
     assert len(set(ids)) == len(ids)
 
 
+@pytest.mark.parametrize("settings_overrides", [{"LOG_FORMAT": "json"}])
 async def test_one_access_log_line_per_request_with_the_route_template(
-    client: httpx.AsyncClient, me: Account, caplog: pytest.LogCaptureFixture
+    capsys: pytest.CaptureFixture[str], client: httpx.AsyncClient, me: Account
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="service.access"):
-        await client.get(f"/users/{me.id}", headers={"X-Request-ID": "trace-me"})
-        await client.get("/no/such/path")
+    capsys.readouterr()
+    await client.get(f"/users/{me.id}", headers={"X-Request-ID": "trace-me"})
+    await client.get("/no/such/path")
 
-    lines = [r for r in caplog.records if r.name == "service.access"]
-    assert [(r.method, r.route, r.status) for r in lines] == [  # type: ignore[attr-defined]
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if '"service.access"' in line]
+    assert [(line["method"], line["route"], line["status"]) for line in lines] == [
         ("GET", "/users/{user_id}", 200),
         ("GET", "unmatched", 404),
     ]
-    assert all(r.duration_ms >= 0 for r in lines)  # type: ignore[attr-defined]
-    assert lines[0].getMessage() == "GET /users/{user_id} 200"
+    assert lines[0]["event"] == "GET /users/{user_id} 200"
+    assert lines[0]["request_id"] == "trace-me"
+    assert lines[0]["level"] == "info"
+    assert all(line["duration_ms"] >= 0 and line["timestamp"].endswith("Z") for line in lines)
 
 
 def _samples(text: str, name: str, **labels: str) -> float:
@@ -149,10 +153,11 @@ async def test_traces_span_each_request_and_statement_without_parameter_values(
     traced: httpx.AsyncClient, spans: InMemorySpanExporter
 ) -> None:
     account = await sign_up(traced, "traced@example.com")
+    other = await sign_up(traced, "other@example.com")
     spans.clear()
 
     response = await traced.get(
-        f"/users/{account.id}", headers=account.headers | {"X-Request-ID": "span-me"}
+        f"/users/{other.id}", headers=account.headers | {"X-Request-ID": "span-me"}
     )
 
     assert response.status_code == 200

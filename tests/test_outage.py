@@ -2,7 +2,6 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,16 +14,6 @@ from tests.conftest import PASSWORD, served, settings_for, sign_up
 from tests.proxy import Proxy
 
 OVERLOAD = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
-
-
-@pytest.fixture
-async def proxied_url(postgres_url: URL) -> AsyncIterator[tuple[Proxy, URL]]:
-    """Postgres behind a proxy the test controls (a network outage has no SQLite equivalent)."""
-    assert postgres_url.host is not None
-    proxy = Proxy(postgres_url.host, postgres_url.port or 5432)
-    await proxy.start()
-    yield proxy, postgres_url.set(host="127.0.0.1", port=proxy.port)
-    await proxy.close()
 
 
 async def _timed_get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, float]:

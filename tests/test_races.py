@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, delete, text
 from sqlalchemy.engine import URL
 
 from service.db import create_engine
-from service.models import items, users
+from service.models import Item, User
 from tests.conftest import served, settings_for, sign_up
 
 _WAITING_ON_A_LOCK = text(
@@ -44,10 +44,10 @@ async def test_write_racing_the_delete_of_its_user_gets_401_or_404_not_500(
             url = path.format(user=owner.id, item=item["id"])
             async with observer.connect() as observing, engine.begin() as deleter:
                 await deleter.execute(
-                    delete(items).where(items.c.owner_id == bindparam("u")), {"u": owner.id}
+                    delete(Item).where(Item.owner_id == bindparam("u")), {"u": owner.id}
                 )
                 await deleter.execute(
-                    delete(users).where(users.c.id == bindparam("u")), {"u": owner.id}
+                    delete(User).where(User.id == bindparam("u")), {"u": owner.id}
                 )
                 racing = asyncio.create_task(client.request(method, url, json=body))
                 while not await observing.scalar(_WAITING_ON_A_LOCK):

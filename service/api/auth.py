@@ -4,8 +4,9 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from service import auth
-from service.api.deps import BearerToken, CurrentUser, DatabaseDep, SessionDep
+from service.api.deps import BearerToken, CurrentUser, SessionDep, password_turn
 from service.config import Settings
+from service.errors import NotAuthenticated
 from service.schemas import Token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -17,21 +18,28 @@ _429: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/token", responses=_401 | _429, summary="Log in: trade email and password for a token"
+    "/token",
+    responses=_401 | _429,
+    dependencies=[Depends(password_turn)],
+    summary="Log in: trade email and password for a token",
 )
 async def log_in(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], database: DatabaseDep, request: Request
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, request: Request
 ) -> Token:
     """OAuth2's password grant: `username` is the email (any case). What /docs' Authorize
     button sends."""
     settings: Settings = request.app.state.settings
-    token = await auth.login(
-        database,
-        username=form.username,
-        password=form.password,
-        lock=auth.LoginLock(settings.LOGIN_MAX_FAILURES, settings.LOGIN_WINDOW),
-        ttl=settings.ACCESS_TOKEN_TTL,
-    )
+    try:
+        token = await auth.log_in(
+            session,
+            username=form.username,
+            password=form.password,
+            lock=auth.LoginLock(settings.LOGIN_MAX_FAILURES, settings.LOGIN_WINDOW),
+            ttl=settings.ACCESS_TOKEN_TTL,
+        )
+    except NotAuthenticated:
+        await session.commit()  # the failure counts towards the lock, although the login fails
+        raise
     return Token(access_token=token, expires_in=settings.ACCESS_TOKEN_TTL)
 
 

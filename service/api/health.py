@@ -68,9 +68,10 @@ async def ready(request: Request) -> Ready | JSONResponse:
     head: str = request.app.state.migration_head
     database: Database = request.app.state.database
     try:
-        async with database.transaction() as connection:
+        # Not a request's work: the engine directly, behind the same gate.
+        async with database.gate, database.engine.connect() as connection:
             current = await connection.run_sync(_current_revisions)
-    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+    except (SQLAlchemyError, DatabaseUnavailable, OSError) as exc:
         log.warning("health check: database unavailable (%s)", type(exc).__name__)
         return _not_ready("database unavailable")
     if current != (head,):

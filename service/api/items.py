@@ -3,15 +3,8 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from service import items
-from service.api.deps import (
-    ConnectionDep,
-    CurrentUser,
-    CursorQuery,
-    ItemId,
-    Limit,
-    SessionDep,
-    UserId,
-)
+from service.api.deps import CurrentUser, CursorQuery, ItemId, Limit, SessionDep, UserId
+from service.models import Item
 from service.schemas import ItemCreate, ItemRead, ItemUpdate, Page, encode_cursor
 
 router = APIRouter(tags=["items"])
@@ -25,47 +18,48 @@ _404_item: dict[int | str, dict[str, Any]] = {404: {"description": "No such item
 @router.post(
     "/users/{user_id}/items",
     status_code=status.HTTP_201_CREATED,
+    response_model=ItemRead,
     responses=_401 | _403 | _404_user,
     summary="Create an item of your own",
 )
 async def create_item(
     caller: CurrentUser, user_id: UserId, data: ItemCreate, session: SessionDep, response: Response
-) -> ItemRead:
-    item = await items.create_item(session, owner_id=user_id, caller_id=caller.id, data=data)
+) -> Item:
+    item = await items.create_item(session, owner_id=user_id, data=data, caller=caller)
     response.headers["Location"] = f"/items/{item.id}"
-    return ItemRead.model_validate(item)
+    return item
 
 
 @router.get("/users/{user_id}/items", responses=_401 | _404_user, summary="List a user's items")
 async def list_items(
     _caller: CurrentUser,
     user_id: UserId,
-    connection: ConnectionDep,
+    session: SessionDep,
     limit: Limit = 50,
     cursor: CursorQuery = None,
 ) -> Page[ItemRead]:
-    page, after = await items.list_items(connection, owner_id=user_id, after=cursor, limit=limit)
-    return Page[ItemRead](
-        items=[ItemRead.model_validate(item) for item in page],
-        next_cursor=None if after is None else encode_cursor(after),
-    )
+    rows, after = await items.list_items(session, owner_id=user_id, after=cursor, limit=limit)
+    page = {"items": rows, "next_cursor": None if after is None else encode_cursor(after)}
+    return Page[ItemRead].model_validate(page, from_attributes=True)
 
 
-@router.get("/items/{item_id}", responses=_401 | _404_item, summary="Get an item")
-async def get_item(_caller: CurrentUser, item_id: ItemId, connection: ConnectionDep) -> ItemRead:
-    return ItemRead.model_validate(await items.get_item(connection, item_id))
+@router.get(
+    "/items/{item_id}", response_model=ItemRead, responses=_401 | _404_item, summary="Get an item"
+)
+async def get_item(_caller: CurrentUser, item_id: ItemId, session: SessionDep) -> Item:
+    return await items.get_item(session, item_id)
 
 
 @router.patch(
     "/items/{item_id}",
+    response_model=ItemRead,
     responses=_401 | _403 | _404_item,
     summary="Change some of your item's fields",
 )
 async def update_item(
     caller: CurrentUser, item_id: ItemId, data: ItemUpdate, session: SessionDep
-) -> ItemRead:
-    item = await items.update_item(session, item_id, data=data, caller_id=caller.id)
-    return ItemRead.model_validate(item)
+) -> Item:
+    return await items.update_item(session, item_id, data=data, caller=caller)
 
 
 @router.delete(
@@ -75,4 +69,4 @@ async def update_item(
     summary="Delete your item",
 )
 async def delete_item(caller: CurrentUser, item_id: ItemId, session: SessionDep) -> None:
-    await items.delete_item(session, item_id, caller_id=caller.id)
+    await items.delete_item(session, item_id, caller=caller)
