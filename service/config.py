@@ -44,6 +44,8 @@ class Settings(BaseSettings):
         Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)
     ] = "info"
     MIGRATION_LOCK_TIMEOUT: float = Field(default=5, gt=0)
+    # Worker processes of `python -m service` (uvicorn reads the same variable).
+    WEB_CONCURRENCY: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _connections_fit_a_server(self) -> "Settings":

@@ -129,3 +129,27 @@ def test_pool_of_no_or_absurdly_many_connections_is_refused(
         load_settings()
 
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("workers", "problem"),
+    [
+        ("two", "Input should be a valid integer, unable to parse string as an integer"),
+        ("0", "Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_web_concurrency_is_one_line_without_traceback(
+    tmp_path: Path, workers: str, problem: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=tmp_path,
+        env=os.environ | {"WEB_CONCURRENCY": workers},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"error: invalid settings: WEB_CONCURRENCY: {problem}"]
