@@ -1,7 +1,7 @@
 """`python -m service [uvicorn options]`: uvicorn serving service.main:app.
 
 - Settings are checked first: a bad one is one line, before uvicorn starts.
-- Workers: --workers, else WEB_CONCURRENCY, a setting (uvicorn reads it too). With more than one,
+- Workers: --workers, else WEB_CONCURRENCY (from the environment or .env). With more than one,
   Prometheus metrics are kept in files shared by the workers (prometheus_client's multiprocess
   mode): PROMETHEUS_MULTIPROC_DIR, or a new temporary directory, emptied at start.
 - Logging: uvicorn's own lines, the worker supervisor's included, in LOG_FORMAT

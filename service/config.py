@@ -1,9 +1,10 @@
-"""Settings read from the environment, and the one place DATABASE_URL is normalised."""
+"""Settings read from the environment and ./.env, and the one place DATABASE_URL is normalised."""
 
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -13,6 +14,11 @@ from sqlalchemy.exc import ArgumentError
 MAX_CONNECTIONS_PER_PROCESS = 500
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+asyncpg"}
 _SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
+# docker compose reads the same .env for the variables of docker-compose.yml (.env.example):
+# they are not settings of ours, but not mistakes either.
+DOCKER_COMPOSE_KEYS = frozenset(
+    {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "API_HOST", "API_PORT"}
+)
 
 
 class ConfigError(Exception):
@@ -24,7 +30,10 @@ def _lower(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # The environment wins over .env. Only .env can bring keys that are not settings (of the
+    # environment, just the settings' own names are read): "allow" lets
+    # _no_unknown_keys name them, where "forbid" would refuse docker compose's too.
+    model_config = SettingsConfigDict(env_file=".env", extra="allow", frozen=True)
 
     DATABASE_URL: str = "sqlite+aiosqlite:///./app.db"
     # A file holding the URL (a Docker or Kubernetes secret); it wins over DATABASE_URL.
@@ -46,6 +55,13 @@ class Settings(BaseSettings):
     MIGRATION_LOCK_TIMEOUT: float = Field(default=5, gt=0)
     # Worker processes of `python -m service` (uvicorn reads the same variable).
     WEB_CONCURRENCY: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _no_unknown_keys(self) -> "Settings":
+        unknown = sorted({key.upper() for key in self.model_extra or {}} - DOCKER_COMPOSE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown key in .env: {', '.join(unknown)}")
+        return self
 
     @model_validator(mode="after")
     def _connections_fit_a_server(self) -> "Settings":
@@ -96,9 +112,13 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         # pydantic's own message echoes the input, which may hold a password.
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
     settings.database_url  # noqa: B018 - validate the URL now, not on the first request
     return settings
+
+
+def _problem(error: ErrorDetails) -> str:
+    if not error["loc"]:  # a model validator's ValueError: its message says it all
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    return f"{'.'.join(map(str, error['loc']))}: {error['msg']}"

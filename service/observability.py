@@ -34,6 +34,7 @@ from prometheus_client import (
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.config import ConfigError, load_settings
 from service.db import Database
 
 if TYPE_CHECKING:
@@ -95,8 +96,11 @@ def formatter(format: str) -> logging.Formatter:
 
 def formatter_from_environment() -> logging.Formatter:
     """The formatter of service/logging.json, which `python -m service` gives uvicorn, so that
-    its own lines, the supervisor's included, come out in LOG_FORMAT too."""
-    return formatter(os.environ.get("LOG_FORMAT", "console").lower())
+    its own lines, the supervisor's included, come out in LOG_FORMAT too (from .env too)."""
+    try:
+        return formatter(load_settings().LOG_FORMAT)
+    except ConfigError:  # the app, imported next, says which setting in one line
+        return formatter("console")
 
 
 def _without_color_message(

@@ -1,12 +1,26 @@
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Settings, load_settings, normalize_database_url
+from service.config import (
+    DOCKER_COMPOSE_KEYS,
+    ConfigError,
+    Settings,
+    load_settings,
+    normalize_database_url,
+)
 from tests.conftest import ROOT
+
+
+@pytest.fixture(autouse=True)
+def _in_empty_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test in a working directory of its own: no .env but the one it writes."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -153,3 +167,35 @@ def test_bad_web_concurrency_is_one_line_without_traceback(
 
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"error: invalid settings: WEB_CONCURRENCY: {problem}"]
+
+
+def test_dotenv_is_read_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("DB_POOL_SIZE=7\nLOG_LEVEL=debug\n")
+    monkeypatch.setenv("LOG_LEVEL", "error")
+
+    settings = load_settings()
+
+    assert (settings.DB_POOL_SIZE, settings.LOG_LEVEL) == (7, "error")
+
+
+def test_unknown_key_in_dotenv_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DATABASE_URI=postgresql://app:s3cret-pw@db/app\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    assert str(caught.value) == "invalid settings: unknown key in .env: DATABASE_URI"
+
+
+def test_docker_compose_variables_in_dotenv_are_not_errors(tmp_path: Path) -> None:
+    # `cp .env.example .env` is how the README's Docker section starts; docker compose reads
+    # .env for docker-compose.yml's variables, and the service and Alembic read it too.
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    compose_variables = set(re.findall(r"\$\{(\w+)", (ROOT / "docker-compose.yml").read_text()))
+
+    settings = load_settings()
+
+    assert settings.WEB_CONCURRENCY == 2
+    assert compose_variables <= DOCKER_COMPOSE_KEYS | set(Settings.model_fields)
