@@ -87,6 +87,20 @@ class Settings(BaseSettings):
                 ) from None
         return normalize_database_url(raw)
 
+    def database_description(self) -> str:
+        """The database URL as logs may show it, and where it came from."""
+        url = masked(self.database_url)
+        if self.DATABASE_URL_FILE is not None:
+            return f"{url} (from DATABASE_URL_FILE {self.DATABASE_URL_FILE})"
+        if "DATABASE_URL" not in self.model_fields_set:
+            return f"{url} (DATABASE_URL is not set: the default)"
+        return url
+
+
+def masked(url: URL) -> str:
+    """The URL without its password, and without its query, which may hold one too."""
+    return url.set(query={}).render_as_string(hide_password=True)
+
 
 def normalize_database_url(raw: str) -> URL:
     """Map the accepted URL schemes onto the async drivers; refuse anything else."""
@@ -101,8 +115,8 @@ def normalize_database_url(raw: str) -> URL:
     if url.drivername in _SQLITE_SCHEMES:
         return url.set(drivername="sqlite+aiosqlite")
     raise ConfigError(
-        f"DATABASE_URL has unsupported scheme {url.drivername!r} in "
-        f"{url.render_as_string(hide_password=True)}; use postgresql+asyncpg:// or sqlite+aiosqlite://"
+        f"DATABASE_URL has unsupported scheme {url.drivername!r} in {masked(url)};"
+        " use postgresql+asyncpg:// or sqlite+aiosqlite://"
     )
 
 

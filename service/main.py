@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    log.info("database: %s", settings.database_description())
     engine = create_engine(settings)
     slots = settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
     if engine.dialect.name == "sqlite":

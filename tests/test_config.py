@@ -189,6 +189,39 @@ def test_unknown_key_in_dotenv_is_one_line_naming_it(tmp_path: Path) -> None:
     assert str(caught.value) == "invalid settings: unknown key in .env: DATABASE_URI"
 
 
+def test_unknown_variable_in_the_environment_is_no_error_but_the_default_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The environment holds many variables that are not ours: a typo cannot be told apart.
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URI", "postgresql://app:s3cret-pw@db/app")
+
+    described = load_settings().database_description()
+
+    assert described == "sqlite+aiosqlite:///./app.db (DATABASE_URL is not set: the default)"
+
+
+def test_database_description_hides_the_password_and_the_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "postgresql://app:s3cret-pw@db:5432/app?sslpassword=s3cret-pw"
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    assert load_settings().database_description() == "postgresql+asyncpg://app:***@db:5432/app"
+
+
+def test_database_description_names_the_url_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "database_url"
+    secret.write_text("postgresql://app:s3cret-pw@db/app\n")
+    monkeypatch.setenv("DATABASE_URL_FILE", str(secret))
+
+    described = load_settings().database_description()
+
+    assert described == f"postgresql+asyncpg://app:***@db/app (from DATABASE_URL_FILE {secret})"
+
+
 def test_docker_compose_variables_in_dotenv_are_not_errors(tmp_path: Path) -> None:
     # `cp .env.example .env` is how the README's Docker section starts; docker compose reads
     # .env for docker-compose.yml's variables, and the service and Alembic read it too.
