@@ -1,7 +1,10 @@
+import logging
+
 import httpx
+import pytest
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from service.db import ConnectionGate, Database, create_engine
 from service.main import create_app
@@ -76,6 +79,44 @@ async def test_health_with_unreachable_database_returns_503() -> None:
     assert ready.json() == {"status": "error", "detail": "database unavailable"}
     assert live.status_code == 200
     assert live.json() == {"status": "ok"}
+
+
+UNREACHABLE = [
+    pytest.param(
+        "postgresql+asyncpg://app:s3cret-pw@127.0.0.1:{port}/app",
+        "connection refused",
+        "postgresql+asyncpg://app:***@127.0.0.1:{port}/app",
+        id="postgres-refused",
+    ),
+    pytest.param(
+        "sqlite+aiosqlite:////nonexistent/dir/app.db",
+        "unable to open database file",
+        "sqlite+aiosqlite:////nonexistent/dir/app.db",
+        id="sqlite-cannot-open",
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "cause", "where"), UNREACHABLE)
+async def test_unreachable_database_is_logged_with_its_cause_and_masked_url(
+    caplog: pytest.LogCaptureFixture, refusing_port: int, url: str, cause: str, where: str
+) -> None:
+    some_token = {"Authorization": f"Bearer {'x' * 43}"}
+    async with served(make_url(url.format(port=refusing_port))) as client:
+        with caplog.at_level(logging.WARNING, logger="service"):
+            ready = await client.get("/health")
+            listed = await client.get("/users", headers=some_token)
+
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "error", "detail": "database unavailable"}
+    assert listed.status_code == 503
+    assert listed.json() == {"detail": "database unavailable, try again later"}
+    where = where.format(port=refusing_port)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"health check: database unavailable: {cause} ({where})",
+        f"GET /users: database unavailable: {cause} ({where})",
+    ]
+    assert "s3cret-pw" not in caplog.text
 
 
 async def test_health_live_touches_no_database() -> None:

@@ -153,7 +153,13 @@ async def test_password_with_special_characters_connects_and_never_leaks(
         await down.stop()
 
     assert migrate_code == 0, migrate_out
-    assert failed_code != 0
+    served_as = f"postgresql+asyncpg://{role}:***@{host}/{database}"
+    missing = f'database "{database}_missing" does not exist ({served_as}_missing)'
+    assert failed_code == 1
+    assert failed_out.splitlines() == [f"FAILED: database unavailable: {missing}"]
+    assert f"database: {served_as}" in server.output
+    assert f"health check: database unavailable: {missing}" in down.output
+    assert f"POST /users: database unavailable: {missing}" in down.output
     assert created.status_code == 201
     assert [r.status_code for r in responses] == [201, 200, 200, 409, 422, 422, 401, 200, 204, 401]
     assert health.status_code == 503

@@ -3,7 +3,7 @@
 ServiceError (service/errors.py)   its status_code, {"detail": ...}
 RequestValidationError             422, FastAPI's list of errors, safe to write out
 HTTPException                      as FastAPI answers, but 400 -> 422 and 405 with every method
-DatabaseUnavailable, pool timeout  503, Retry-After
+DatabaseUnavailable, pool timeout  503, Retry-After; the log names the cause and the database
 DBAPIError                         503 if the database is down, busy or not migrated; else 500
 anything else                      500, logged once with its traceback (ServerErrors)
 """
@@ -25,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from service.db import DatabaseUnavailable
+from service.db import Database, DatabaseUnavailable, unavailable_reason
 from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,6 @@ NOT_MIGRATED = "database schema is not up to date; run `alembic upgrade head`"
 UNAVAILABLE = "database unavailable, try again later"
 HIDDEN = "[hidden]"
 
-# Postgres SQLSTATE classes that mean "the database cannot serve us now", not a bug: connection
-# exception (08), login refused (28), database missing (3D), insufficient resources (53),
-# operator intervention such as a statement timeout or a shutdown (57).
-_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "28", "3D", "53", "57")
-# SQLite's equivalents: locked past busy_timeout, the file cannot be opened, read or written.
-_UNAVAILABLE_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 _SCHEMA_MISSING_SQLSTATES = ("42P01", "42703")  # undefined table, undefined column
 
 
@@ -138,17 +132,17 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # The type only: SQLAlchemy's message carries the statement.
-    log.warning(
-        "%s %s: database unavailable (%s)", request.method, request.url.path, type(exc).__name__
-    )
+    database: Database = request.app.state.database
+    reason = unavailable_reason(exc, database.engine.url)
+    if reason is None:
+        raise exc  # a bug, not an outage: RequestContext answers 500
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, reason)
     return JSONResponse({"detail": UNAVAILABLE}, status_code=503, headers={"Retry-After": "1"})
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-    sqlite_error = getattr(exc.orig, "sqlite_errorname", None) or ""
     message = str(exc.orig)
     if sqlstate in _SCHEMA_MISSING_SQLSTATES or message.startswith(
         ("no such table", "no such column")
@@ -156,13 +150,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         # Retrying will not help until someone migrates: say so, and no Retry-After.
         log.error("%s %s: database schema is behind the code", request.method, request.url.path)
         return JSONResponse({"detail": NOT_MIGRATED}, status_code=503)
-    if (
-        exc.connection_invalidated
-        or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
-        or sqlite_error.startswith(_UNAVAILABLE_SQLITE_ERRORS)
-    ):
-        return await _unavailable(request, exc)
-    raise exc  # a bug, not an outage: RequestContext answers 500
+    return await _unavailable(request, exc)
 
 
 def openapi_errors() -> dict[int | str, dict[str, Any]]:

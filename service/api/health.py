@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import ConfigError
-from service.db import Database, DatabaseUnavailable
+from service.db import Database, DatabaseUnavailable, unavailable_reason
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/health", tags=["health"])
@@ -71,7 +71,8 @@ async def ready(request: Request) -> Ready | JSONResponse:
         async with database.transaction() as connection:
             current = await connection.run_sync(_current_revisions)
     except (SQLAlchemyError, DatabaseUnavailable) as exc:
-        log.warning("health check: database unavailable (%s)", type(exc).__name__)
+        reason = unavailable_reason(exc, database.engine.url) or type(exc).__name__
+        log.warning("health check: database unavailable: %s", reason)
         return _not_ready("database unavailable")
     if current != (head,):
         found = ", ".join(current) or "none"
