@@ -4,7 +4,8 @@ ServiceError (service/errors.py)   its status_code, {"detail": ...}
 RequestValidationError             422, FastAPI's list of errors, safe to write out
 HTTPException                      as FastAPI answers, but 400 -> 422 and 405 with every method
 DatabaseUnavailable, pool timeout  503, Retry-After; the log names the cause and the database
-DBAPIError                         503 if the database is down, busy or not migrated; else 500
+DBAPIError                         503 if the database is down, busy or its schema does not match
+                                   the code; else 500
 anything else                      500, logged once with its traceback (ServerErrors)
 """
 
@@ -30,7 +31,12 @@ from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-NOT_MIGRATED = "database schema is not up to date; run `alembic upgrade head`"
+# Behind (not migrated yet) or ahead (a newer release's migrations dropped what this code
+# uses): /health tells which, and whether `alembic upgrade head` is the fix.
+NOT_MIGRATED = (
+    "database schema does not match the code: a table or column is missing"
+    " (GET /health says whether to run `alembic upgrade head`)"
+)
 UNAVAILABLE = "database unavailable, try again later"
 HIDDEN = "[hidden]"
 
@@ -147,8 +153,14 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if sqlstate in _SCHEMA_MISSING_SQLSTATES or message.startswith(
         ("no such table", "no such column")
     ):
-        # Retrying will not help until someone migrates: say so, and no Retry-After.
-        log.error("%s %s: database schema is behind the code", request.method, request.url.path)
+        # Retrying will not help until someone migrates: say so, and no Retry-After. The
+        # message names the table or column (`relation "users" does not exist`), no values.
+        log.error(
+            "%s %s: database schema does not match the code: %s",
+            request.method,
+            request.url.path,
+            message,
+        )
         return JSONResponse({"detail": NOT_MIGRATED}, status_code=503)
     return await _unavailable(request, exc)
 
