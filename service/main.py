@@ -72,10 +72,10 @@ def create_app(
     app.state.migrations = health.read_migrations(
         alembic_ini or os.environ.get("ALEMBIC_CONFIG", "alembic.ini")
     )
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    app.include_router(users.router)
-    app.include_router(items.router)
+    routers = (health.router, auth.router, users.router, items.router)
+    errors.claim_literal_paths(app, routers)  # before the routers: it says why
+    for router in routers:
+        app.include_router(router)
     app.get("/metrics", include_in_schema=False)(observability.metrics)
     errors.install(app)
     if tracer_provider is None and settings.OTEL_EXPORTER_OTLP_ENDPOINT:

@@ -2,7 +2,8 @@
 
 ServiceError (service/errors.py)   its status_code, {"detail": ...}
 RequestValidationError             422, FastAPI's list of errors, safe to write out
-HTTPException                      as FastAPI answers, but 400 -> 422 and 405 with every method
+HTTPException                      as FastAPI answers, but 400 -> 422, and 405 naming the methods
+                                   of the path (/users/me is a path of its own)
 DatabaseUnavailable, pool timeout  503, Retry-After; the log names the cause and the database
 DBAPIError                         503 if the database is down, busy or its schema does not match
                                    the code; else 500
@@ -13,13 +14,15 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -41,6 +44,7 @@ UNAVAILABLE = "database unavailable, try again later"
 HIDDEN = "[hidden]"
 
 _SCHEMA_MISSING_SQLSTATES = ("42P01", "42703")  # undefined table, undefined column
+_HTTP_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
 
 
 class ErrorDetail(BaseModel):
@@ -120,16 +124,45 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _methods_of(app: FastAPI, path: str) -> set[str]:
-    """Every method some route serves at `path`: the API's from its OpenAPI schema, plus the
-    documentation's own routes (/docs, /openapi.json)."""
-    methods: set[str] = set()
+    """The methods some route serves at `path`; where a route names the path literally, only
+    those (at /users/me, GET: not /users/{user_id}'s, which cannot succeed for "me"). The
+    API's routes come from its OpenAPI schema (FastAPI keeps the routes of included routers out
+    of app.routes), the documentation's own (/docs, /openapi.json) from app.routes."""
+    served: dict[str, set[str]] = {}
     for template, operations in app.openapi()["paths"].items():
-        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path):
-            methods |= {method.upper() for method in operations}
+        served[template] = {method.upper() for method in operations}
     for route in app.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.fullmatch(path):
-            methods |= route.methods
+        if isinstance(route, Route) and route.methods and route.endpoint is not _not_allowed:
+            served.setdefault(route.path, set()).update(route.methods)
+    if path in served:
+        return served[path]
+    methods: set[str] = set()
+    for template, template_methods in served.items():
+        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path):
+            methods |= template_methods
     return methods
+
+
+def claim_literal_paths(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Make a path that a route names literally a resource of its own, though a templated
+    route matches it too: PATCH /users/me answers 405, not PATCH /users/{user_id}'s 422 for
+    the id "me". Call it before including the routers: the router takes the first route that
+    matches fully, and the one added here matches every method but the literal routes' own,
+    which go on to them."""
+    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+    templates = [route.path_regex for route in routes if route.param_convertors]
+    literal: dict[str, set[str]] = {}
+    for route in routes:
+        if route.param_convertors or not any(t.fullmatch(route.path) for t in templates):
+            continue
+        literal.setdefault(route.path, set()).update(route.methods or ())
+    for path, methods in literal.items():
+        others = sorted(_HTTP_METHODS - methods)
+        app.add_route(path, _not_allowed, methods=others, include_in_schema=False)
+
+
+async def _not_allowed(_request: Request) -> Response:
+    raise HTTPException(405)
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
