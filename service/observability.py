@@ -32,6 +32,7 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.datastructures import MutableHeaders
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import ConfigError, load_settings
@@ -153,6 +154,7 @@ class RequestContext:
             trace.get_current_span().set_attribute("request.id", request_id)
         start = time.perf_counter()
         status = 0
+        root_path = scope.get("root_path", "")  # a Mount changes it in the scope it routes
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -170,7 +172,7 @@ class RequestContext:
                 await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", UNMATCHED)
+            route = _route(scope, root_path)
             access_log.info(
                 "%s %s %s",
                 scope["method"],
@@ -190,6 +192,17 @@ class RequestContext:
                 app: FastAPI = scope["app"]
                 measure_pool(app.state.database)
             structlog.contextvars.reset_contextvars(**context)
+
+
+def _route(scope: Scope, root_path: str) -> str:
+    """The template of the route that answered, or UNMATCHED. FastAPI's router puts only its
+    own routes in the scope, not Starlette's (/openapi.json) or mounts (the docs' files)."""
+    route = scope.get("route")
+    if route is None:
+        app: FastAPI = scope["app"]
+        probe = {**scope, "root_path": root_path}
+        route = next((r for r in app.routes if r.matches(probe)[0] is not Match.NONE), None)
+    return getattr(route, "path_format", UNMATCHED)
 
 
 def _request_id(scope: Scope) -> str:
