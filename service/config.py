@@ -111,7 +111,12 @@ def normalize_database_url(raw: str) -> URL:
             "DATABASE_URL is not a database URL (expected postgresql://... or sqlite:///...)"
         ) from None
     if url.drivername in _POSTGRES_SCHEMES:
-        return url.set(drivername="postgresql+asyncpg")
+        url = url.set(drivername="postgresql+asyncpg")
+        # libpq's sslmode, which hosted databases put in their URLs, is asyncpg's ssl.
+        if "sslmode" in url.query:
+            sslmode = url.query["sslmode"]
+            url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": sslmode})
+        return url
     if url.drivername in _SQLITE_SCHEMES:
         return url.set(drivername="sqlite+aiosqlite")
     raise ConfigError(

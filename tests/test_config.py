@@ -30,6 +30,7 @@ def _in_empty_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ("postgresql://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
         ("postgresql+psycopg2://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
         ("postgresql+asyncpg://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
+        ("postgresql://u:p@db/app?sslmode=require", "postgresql+asyncpg://u:p@db/app?ssl=require"),
         ("sqlite:///./app.db", "sqlite+aiosqlite:///./app.db"),
         ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
     ],
