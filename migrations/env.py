@@ -1,6 +1,7 @@
 """Alembic's async environment: the URL from service.config, the metadata of all models."""
 
 import asyncio
+import threading
 from logging.config import fileConfig
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ from sqlalchemy import Connection, text
 
 from service import models  # noqa: F401 - registers every table on Base.metadata
 from service.config import ConfigError, Settings, load_settings
-from service.db import Base, UTCDateTime, create_migration_engine
+from service.db import Base, UTCDateTime, create_migration_engine, unavailable_reason
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -86,20 +87,34 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_async_migrations() -> None:
     engine = create_migration_engine(_settings())
+    threads = set(threading.enumerate())
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
     finally:
         await engine.dispose()
+        if engine.dialect.name == "sqlite":
+            # When SQLite cannot open the file, aiosqlite's worker thread still has one result
+            # to hand to this event loop: let it, before asyncio.run closes the loop, or the
+            # thread dies printing a traceback ("Event loop is closed").
+            for thread in set(threading.enumerate()) - threads:
+                thread.join(timeout=5)
 
 
 def run_migrations_online() -> None:
     # Tests (and other code) may pass an open connection, as in Alembic's cookbook.
     connection = config.attributes.get("connection")
-    if connection is None:
-        asyncio.run(run_async_migrations())
-    else:
+    if connection is not None:
         do_run_migrations(connection)
+        return
+    try:
+        asyncio.run(run_async_migrations())
+    except Exception as exc:
+        reason = unavailable_reason(exc, _settings().database_url)
+        if reason is None:
+            raise  # a bug in a migration: its traceback is what helps
+        # One line naming the cause, instead of a traceback through asyncpg or aiosqlite.
+        raise SystemExit(f"FAILED: database unavailable: {reason}") from None
 
 
 if context.is_offline_mode():

@@ -1,6 +1,7 @@
 """`python -m service [uvicorn options]`: uvicorn serving service.main:app.
 
-- Workers: WEB_CONCURRENCY (uvicorn reads it, as it does --workers). With more than one,
+- Settings are checked first: a bad one is one line, before uvicorn starts.
+- Workers: --workers, else WEB_CONCURRENCY (from the environment or .env). With more than one,
   Prometheus metrics are kept in files shared by the workers (prometheus_client's multiprocess
   mode): PROMETHEUS_MULTIPROC_DIR, or a new temporary directory, emptied at start.
 - Logging: uvicorn's own lines, the worker supervisor's included, in LOG_FORMAT
@@ -20,14 +21,17 @@ from pathlib import Path
 
 from uvicorn.main import main as uvicorn_cli
 
+from service.config import ConfigError, load_settings
 
-def _workers(args: list[str]) -> int:
+
+def _workers(args: list[str]) -> str | None:
+    """The value of --workers, if given."""
     for i, arg in enumerate(args):
         if arg == "--workers" and i + 1 < len(args):
-            return int(args[i + 1])
+            return args[i + 1]
         if arg.startswith("--workers="):
-            return int(arg.partition("=")[2])
-    return int(os.environ.get("WEB_CONCURRENCY") or 1)
+            return arg.partition("=")[2]
+    return None
 
 
 def _shared_metrics_directory() -> None:
@@ -43,7 +47,15 @@ def _shared_metrics_directory() -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if _workers(args) > 1:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    workers = _workers(args)
+    if workers is None:
+        workers = str(settings.WEB_CONCURRENCY)
+        args = ["--workers", workers, *args]
+    if workers != "1":  # uvicorn itself refuses a --workers that is not a number
         _shared_metrics_directory()
     if not any(arg.startswith("--log-config") for arg in args):
         args = ["--log-config", str(Path(__file__).with_name("logging.json")), *args]

@@ -1,9 +1,10 @@
-"""Settings read from the environment, and the one place DATABASE_URL is normalised."""
+"""Settings read from the environment and ./.env, and the one place DATABASE_URL is normalised."""
 
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -13,6 +14,11 @@ from sqlalchemy.exc import ArgumentError
 MAX_CONNECTIONS_PER_PROCESS = 500
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+asyncpg"}
 _SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
+# docker compose reads the same .env for the variables of docker-compose.yml (.env.example):
+# they are not settings of ours, but not mistakes either.
+DOCKER_COMPOSE_KEYS = frozenset(
+    {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "API_HOST", "API_PORT"}
+)
 
 
 class ConfigError(Exception):
@@ -24,7 +30,10 @@ def _lower(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # The environment wins over .env. Only .env can bring keys that are not settings (of the
+    # environment, just the settings' own names are read): "allow" lets
+    # _no_unknown_keys name them, where "forbid" would refuse docker compose's too.
+    model_config = SettingsConfigDict(env_file=".env", extra="allow", frozen=True)
 
     DATABASE_URL: str = "sqlite+aiosqlite:///./app.db"
     # A file holding the URL (a Docker or Kubernetes secret); it wins over DATABASE_URL.
@@ -44,6 +53,15 @@ class Settings(BaseSettings):
         Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)
     ] = "info"
     MIGRATION_LOCK_TIMEOUT: float = Field(default=5, gt=0)
+    # Worker processes of `python -m service` (uvicorn reads the same variable).
+    WEB_CONCURRENCY: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _no_unknown_keys(self) -> "Settings":
+        unknown = sorted({key.upper() for key in self.model_extra or {}} - DOCKER_COMPOSE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown key in .env: {', '.join(unknown)}")
+        return self
 
     @model_validator(mode="after")
     def _connections_fit_a_server(self) -> "Settings":
@@ -69,6 +87,20 @@ class Settings(BaseSettings):
                 ) from None
         return normalize_database_url(raw)
 
+    def database_description(self) -> str:
+        """The database URL as logs may show it, and where it came from."""
+        url = masked(self.database_url)
+        if self.DATABASE_URL_FILE is not None:
+            return f"{url} (from DATABASE_URL_FILE {self.DATABASE_URL_FILE})"
+        if "DATABASE_URL" not in self.model_fields_set:
+            return f"{url} (DATABASE_URL is not set: the default)"
+        return url
+
+
+def masked(url: URL) -> str:
+    """The URL without its password, and without its query, which may hold one too."""
+    return url.set(query={}).render_as_string(hide_password=True)
+
 
 def normalize_database_url(raw: str) -> URL:
     """Map the accepted URL schemes onto the async drivers; refuse anything else."""
@@ -79,12 +111,17 @@ def normalize_database_url(raw: str) -> URL:
             "DATABASE_URL is not a database URL (expected postgresql://... or sqlite:///...)"
         ) from None
     if url.drivername in _POSTGRES_SCHEMES:
-        return url.set(drivername="postgresql+asyncpg")
+        url = url.set(drivername="postgresql+asyncpg")
+        # libpq's sslmode, which hosted databases put in their URLs, is asyncpg's ssl.
+        if "sslmode" in url.query:
+            sslmode = url.query["sslmode"]
+            url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": sslmode})
+        return url
     if url.drivername in _SQLITE_SCHEMES:
         return url.set(drivername="sqlite+aiosqlite")
     raise ConfigError(
-        f"DATABASE_URL has unsupported scheme {url.drivername!r} in "
-        f"{url.render_as_string(hide_password=True)}; use postgresql+asyncpg:// or sqlite+aiosqlite://"
+        f"DATABASE_URL has unsupported scheme {url.drivername!r} in {masked(url)};"
+        " use postgresql+asyncpg:// or sqlite+aiosqlite://"
     )
 
 
@@ -94,9 +131,13 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         # pydantic's own message echoes the input, which may hold a password.
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
     settings.database_url  # noqa: B018 - validate the URL now, not on the first request
     return settings
+
+
+def _problem(error: ErrorDetails) -> str:
+    if not error["loc"]:  # a model validator's ValueError: its message says it all
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    return f"{'.'.join(map(str, error['loc']))}: {error['msg']}"

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    log.info("database: %s", settings.database_description())
     engine = create_engine(settings)
     slots = settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
     if engine.dialect.name == "sqlite":
@@ -75,14 +76,14 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    app.state.migration_head = health.migration_head(
+    app.state.migrations = health.read_migrations(
         alembic_ini or os.environ.get("ALEMBIC_CONFIG", "alembic.ini")
     )
     # The busiest routes first: a request is matched against the routes in this order.
-    app.include_router(users.router)
-    app.include_router(items.router)
-    app.include_router(auth.router)
-    app.include_router(health.router)
+    routers = (users.router, items.router, auth.router, health.router)
+    errors.claim_literal_paths(app, routers)  # before the routers: it says why
+    for router in routers:
+        app.include_router(router)
     app.get("/metrics", include_in_schema=False)(observability.metrics)
     errors.install(app)
     if tracer_provider is None and settings.OTEL_EXPORTER_OTLP_ENDPOINT:

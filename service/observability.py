@@ -36,8 +36,10 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.datastructures import MutableHeaders
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.config import ConfigError, load_settings
 from service.db import Database
 
 if TYPE_CHECKING:
@@ -136,8 +138,11 @@ class _Stderr:
 
 def formatter_from_environment() -> logging.Formatter:
     """The formatter of service/logging.json, which `python -m service` gives uvicorn, so that
-    its own lines, the supervisor's included, come out in LOG_FORMAT too."""
-    return formatter(os.environ.get("LOG_FORMAT", "console").lower())
+    its own lines, the supervisor's included, come out in LOG_FORMAT too (from .env too)."""
+    try:
+        return formatter(load_settings().LOG_FORMAT)
+    except ConfigError:  # the app, imported next, says which setting in one line
+        return formatter("console")
 
 
 def _without_color_message(
@@ -191,6 +196,7 @@ class RequestContext:
             trace.get_current_span().set_attribute("request.id", request_id)
         start = time.perf_counter()
         status = 0
+        root_path = scope.get("root_path", "")  # a Mount changes it in the scope it routes
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -208,7 +214,7 @@ class RequestContext:
                 await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", UNMATCHED)
+            route = _route(scope, root_path)
             self.access_log.info(
                 f"{scope['method']} {route} {status}",
                 method=scope["method"],
@@ -228,6 +234,17 @@ def _series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
     """The labelled series of a kind of request, looked up once: routes and statuses are few."""
     labels = (method, route, str(status))
     return REQUESTS.labels(*labels), DURATION.labels(*labels)
+
+
+def _route(scope: Scope, root_path: str) -> str:
+    """The template of the route that answered, or UNMATCHED. FastAPI's router puts only its
+    own routes in the scope, not Starlette's (/openapi.json) or mounts (the docs' files)."""
+    route = scope.get("route")
+    if route is None:
+        app: FastAPI = scope["app"]
+        probe = {**scope, "root_path": root_path}
+        route = next((r for r in app.routes if r.matches(probe)[0] is not Match.NONE), None)
+    return getattr(route, "path_format", UNMATCHED)
 
 
 def _request_id(scope: Scope) -> str:

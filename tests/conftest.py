@@ -6,6 +6,7 @@ TEST_POSTGRES_URL, a server URL: the tests create and drop their own databases i
 
 import asyncio
 import os
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -123,7 +124,10 @@ class Account:
 
 
 def settings_for(url: URL, **overrides: Any) -> Settings:
-    return Settings(DATABASE_URL=url.render_as_string(hide_password=False), **overrides)
+    # Not the .env a developer may keep in the project: the test says every setting it needs.
+    return Settings(
+        _env_file=None, DATABASE_URL=url.render_as_string(hide_password=False), **overrides
+    )
 
 
 def alembic_config() -> Config:
@@ -335,6 +339,25 @@ async def client(app: FastAPI, me: Account) -> AsyncIterator[httpx.AsyncClient]:
         transport=transport, base_url="http://test", headers=me.headers
     ) as client:
         yield client
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections: bound, so no one else takes it, but not
+    listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections (the kernel completes them) and never
+    answers: a database that does not respond, until the client's timeout."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
@@ -68,6 +68,11 @@ async def test_unexpected_error_answers_500_and_logs_one_traceback(
     [
         ("OPTIONS", "/users", "GET, POST"),
         ("PUT", "/users/1", "DELETE, GET, PATCH"),
+        ("PUT", "/users/abc", "DELETE, GET, PATCH"),  # GET /users/abc: 422, a clear 4xx
+        # /users/me is a resource of its own: /users/{user_id}'s methods cannot succeed there.
+        ("PUT", "/users/me", "GET"),
+        ("PATCH", "/users/me", "GET"),
+        ("DELETE", "/users/me", "GET"),
         ("OPTIONS", "/items/1", "DELETE, GET, PATCH"),
         ("DELETE", "/users/1/items", "GET, POST"),
         ("POST", "/health", "GET"),
@@ -82,3 +87,14 @@ async def test_wrong_method_answers_405_naming_every_method_of_the_path(
     assert response.status_code == 405
     assert response.headers["allow"] == allowed
     assert response.json() == {"detail": "Method Not Allowed"}
+
+
+async def test_wrong_method_at_users_me_is_405_token_or_not(app: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as anonymous:
+        response = await anonymous.patch("/users/me", json={"name": "X"})
+        by_id = await anonymous.patch("/users/abc", json={"name": "X"})
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert by_id.status_code == 401  # an id that is not a number: 401 first, then 422

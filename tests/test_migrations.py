@@ -2,10 +2,12 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
@@ -88,8 +90,8 @@ async def test_upgrade_backfills_updated_at_of_existing_users(fresh_url: URL) ->
     assert row.updated_at == row.created_at
 
 
-def _alembic_cli(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"DATABASE_URL": url.render_as_string(hide_password=False)}
+def _alembic_cli(url: URL, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"DATABASE_URL": url.render_as_string(hide_password=False)} | env
     return subprocess.run(
         [sys.executable, "-m", "alembic", *args],
         cwd=ROOT,
@@ -183,6 +185,94 @@ def test_migrations_reject_unknown_scheme_in_one_line_without_password() -> None
         " use postgresql+asyncpg:// or sqlite+aiosqlite://"
     ]
     assert "s3cret-pw" not in result.stdout
+
+
+def _one_line_failure(result: subprocess.CompletedProcess[str], cause: str, where: str) -> None:
+    """Alembic failed with just this line on stderr: the cause and the masked URL."""
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"FAILED: database unavailable: {cause} ({where})"]
+    assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def _postgres(host: str, port: int | None, database: str = "app", user: str = "app") -> URL:
+    return URL.create(
+        "postgresql", username=user, password="s3cret-pw", host=host, port=port, database=database
+    )
+
+
+def _server_address(server: URL) -> str:
+    assert server.host is not None
+    return f"{server.host}:{server.port}" if server.port else server.host
+
+
+def test_upgrade_against_a_refused_port_says_refused_in_one_line(refusing_port: int) -> None:
+    result = _alembic_cli(_postgres("127.0.0.1", refusing_port), "upgrade", "head")
+
+    where = f"postgresql+asyncpg://app:***@127.0.0.1:{refusing_port}/app"
+    _one_line_failure(result, "connection refused", where)
+
+
+def test_upgrade_against_a_silent_server_says_timed_out_in_one_line(silent_port: int) -> None:
+    url = _postgres("127.0.0.1", silent_port)
+
+    result = _alembic_cli(url, "upgrade", "head", DB_CONNECT_TIMEOUT="1")
+
+    where = f"postgresql+asyncpg://app:***@127.0.0.1:{silent_port}/app"
+    _one_line_failure(result, "connection timed out", where)
+
+
+def test_upgrade_against_an_unknown_host_says_so_in_one_line() -> None:
+    # .invalid never resolves (RFC 6761); the resolver's words vary with the machine.
+    with pytest.raises(socket.gaierror) as lookup:
+        socket.getaddrinfo("db.invalid", 5432)
+
+    result = _alembic_cli(_postgres("db.invalid", None), "upgrade", "head")
+
+    where = "postgresql+asyncpg://app:***@db.invalid/app"
+    _one_line_failure(result, f"unknown host: {lookup.value.strerror}", where)
+
+
+def test_upgrade_of_a_missing_database_says_so_in_one_line(postgres_server: URL) -> None:
+    assert postgres_server.host is not None
+    url = _postgres(postgres_server.host, postgres_server.port, "no_such_db", "postgres")
+
+    result = _alembic_cli(url, "upgrade", "head")
+
+    where = f"postgresql+asyncpg://postgres:***@{_server_address(postgres_server)}/no_such_db"
+    _one_line_failure(result, 'database "no_such_db" does not exist', where)
+
+
+def test_upgrade_as_an_unknown_role_says_so_in_one_line(postgres_server: URL) -> None:
+    assert postgres_server.host is not None
+    url = _postgres(postgres_server.host, postgres_server.port, "postgres", "no_such_role")
+
+    result = _alembic_cli(url, "upgrade", "head")
+
+    where = f"postgresql+asyncpg://no_such_role:***@{_server_address(postgres_server)}/postgres"
+    _one_line_failure(result, 'role "no_such_role" does not exist', where)
+
+
+def test_upgrade_of_a_sqlite_file_in_a_missing_directory_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "missing" / "app.db"
+
+    result = _alembic_cli(URL.create("sqlite", database=str(path)), "upgrade", "head")
+
+    _one_line_failure(result, "unable to open database file", f"sqlite+aiosqlite:///{path}")
+
+
+def test_upgrade_of_a_file_that_is_no_sqlite_database_fails_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, but long enough for SQLite to read a header from it\n" * 2)
+
+    result = _alembic_cli(URL.create("sqlite", database=str(path)), "upgrade", "head")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"FAILED: database unavailable: file is not a database (sqlite+aiosqlite:///{path})"
+    )
 
 
 async def test_run_sync_connection_from_code_is_used(fresh_url: URL) -> None:

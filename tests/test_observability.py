@@ -122,6 +122,26 @@ async def test_metrics_count_requests_by_route_template_and_leave_out_probes(
     assert "/metrics" not in (await client.get("/openapi.json")).json()["paths"]
 
 
+async def test_metrics_name_the_docs_routes_and_keep_unmatched_for_paths_no_route_serves(
+    client: httpx.AsyncClient,
+) -> None:
+    before = (await client.get("/metrics")).text
+    await client.get("/openapi.json")
+    await client.get("/static-offline-docs/swagger-ui.css")  # a file of the docs' mount
+    await client.get("/static-offline-docs/no-such-file.css")
+    await client.get("/no/such/path")
+    after = (await client.get("/metrics")).text
+
+    def grew(**labels: str) -> float:
+        name = "http_requests_total"
+        return _samples(after, name, **labels) - _samples(before, name, **labels)
+
+    assert grew(route="/openapi.json", status="200") == 1
+    assert grew(route="/static-offline-docs/{path}", status="200") == 1
+    assert grew(route="/static-offline-docs/{path}", status="404") == 1
+    assert grew(route="unmatched") == 1
+
+
 @pytest.fixture
 async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)

@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
@@ -31,8 +32,12 @@ def _free_port() -> int:
         return port
 
 
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    return os.environ | {"DATABASE_URL": database_url} | extra
+def _env(database_url: str | None, **extra: str) -> dict[str, str]:
+    """The environment, with DATABASE_URL set to `database_url`, or unset for None."""
+    env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    return env | extra
 
 
 class Server:
@@ -51,14 +56,16 @@ class Server:
 
 
 @asynccontextmanager
-async def uvicorn(database_url: str, *args: str, **env: str) -> AsyncIterator[Server]:
+async def uvicorn(
+    database_url: str | None, *args: str, cwd: Path = ROOT, **env: str
+) -> AsyncIterator[Server]:
     """`python -m service`: uvicorn on service.main:app, exiting 0 after a graceful stop."""
     port = _free_port()
     # A session of its own: if the test fails, its worker processes go down with it too
     # (killed alone, the supervisor would leave them holding our output pipe).
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "service", "--port", str(port), *args,
-        cwd=ROOT, env=_env(database_url, **env), start_new_session=True,
+        cwd=cwd, env=_env(database_url, **env), start_new_session=True,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     server = Server(process, port)
@@ -146,7 +153,13 @@ async def test_password_with_special_characters_connects_and_never_leaks(
         await down.stop()
 
     assert migrate_code == 0, migrate_out
-    assert failed_code != 0
+    served_as = f"postgresql+asyncpg://{role}:***@{host}/{database}"
+    missing = f'database "{database}_missing" does not exist ({served_as}_missing)'
+    assert failed_code == 1
+    assert failed_out.splitlines() == [f"FAILED: database unavailable: {missing}"]
+    assert f"database: {served_as}" in server.output
+    assert f"health check: database unavailable: {missing}" in down.output
+    assert f"POST /users: database unavailable: {missing}" in down.output
     assert created.status_code == 201
     assert [r.status_code for r in responses] == [201, 200, 200, 409, 422, 422, 401, 200, 204, 401]
     assert health.status_code == 503
@@ -224,7 +237,7 @@ async def test_json_logs_one_object_per_line_with_request_ids(fresh_url: URL) ->
     assert all(isinstance(e["duration_ms"], float) for e in access)
     (error,) = [e for e in events if e["level"] == "error"]
     assert error["request_id"] == "r-1"
-    assert "schema is behind the code" in error["event"]
+    assert error["event"].startswith("GET /users/7: database schema does not match the code: ")
     assert any(e["logger"] == "uvicorn.error" for e in events)  # uvicorn's own lines too
 
 
@@ -245,3 +258,27 @@ async def test_metrics_count_every_workers_requests(migrated_url: URL) -> None:
     }
     # Whichever worker answers the scrape, it reports both workers' requests.
     assert counted == {'http_requests_total{method="GET",route="unmatched",status="404"} 20.0'}
+
+
+async def test_dotenv_sets_the_log_format_and_a_misspelt_url_leaves_the_default_named(
+    tmp_path: Path,
+) -> None:
+    # DATABASE_URI is no setting: the SQLite default is served, and the log says so.
+    (tmp_path / ".env").write_text("LOG_FORMAT=json\n")
+    typo = "postgresql://app:s3cret-pw@db/app"
+    async with uvicorn(None, cwd=tmp_path, DATABASE_URI=typo) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            health = await client.get("/health")
+        await server.stop()
+
+    events = [json.loads(line) for line in server.output.splitlines()]  # every line is JSON
+    assert {
+        "event": "database: sqlite+aiosqlite:///./app.db (DATABASE_URL is not set: the default)",
+        "logger": "service.main",
+        "level": "info",
+    }.items() <= next(e for e in events if e["logger"] == "service.main").items()
+    assert any(e["logger"] == "uvicorn.error" for e in events)  # uvicorn's own lines too
+    assert health.status_code == 503  # ./app.db, here: a new, empty database
+    assert health.json()["detail"].startswith("database is at revision none")
+    assert (tmp_path / "app.db").exists()
+    assert "s3cret-pw" not in server.output

@@ -2,9 +2,11 @@
 
 ServiceError (service/errors.py)   its status_code, {"detail": ...}
 RequestValidationError             422, FastAPI's list of errors, safe to write out
-HTTPException                      as FastAPI answers, but 400 -> 422 and 405 with every method
-DatabaseUnavailable, pool timeout  503, Retry-After
-DBAPIError                         503 if the database is down, busy or not migrated; else 500
+HTTPException                      as FastAPI answers, but 400 -> 422, and 405 naming the methods
+                                   of the path (/users/me is a path of its own)
+DatabaseUnavailable, pool timeout  503, Retry-After; the log names the cause and the database
+DBAPIError                         503 if the database is down, busy or its schema does not match
+                                   the code; else 500
 anything else                      500, logged once with its traceback (ServerErrors)
 """
 
@@ -12,35 +14,37 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from service.db import DatabaseUnavailable
+from service.db import Database, DatabaseUnavailable, unavailable_reason
 from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-NOT_MIGRATED = "database schema is not up to date; run `alembic upgrade head`"
+# Behind (not migrated yet) or ahead (a newer release's migrations dropped what this code
+# uses): /health tells which, and whether `alembic upgrade head` is the fix.
+NOT_MIGRATED = (
+    "database schema does not match the code: a table or column is missing"
+    " (GET /health says whether to run `alembic upgrade head`)"
+)
 UNAVAILABLE = "database unavailable, try again later"
 HIDDEN = "[hidden]"
 
-# Postgres SQLSTATE classes that mean "the database cannot serve us now", not a bug: connection
-# exception (08), login refused (28), database missing (3D), insufficient resources (53),
-# operator intervention such as a statement timeout or a shutdown (57).
-_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "28", "3D", "53", "57")
-# SQLite's equivalents: locked past busy_timeout, the file cannot be opened, read or written.
-_UNAVAILABLE_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 _SCHEMA_MISSING_SQLSTATES = ("42P01", "42703")  # undefined table, undefined column
+_HTTP_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
 
 
 class ErrorDetail(BaseModel):
@@ -120,16 +124,45 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _methods_of(app: FastAPI, path: str) -> set[str]:
-    """Every method some route serves at `path`: the API's from its OpenAPI schema, plus the
-    documentation's own routes (/docs, /openapi.json)."""
-    methods: set[str] = set()
+    """The methods some route serves at `path`; where a route names the path literally, only
+    those (at /users/me, GET: not /users/{user_id}'s, which cannot succeed for "me"). The
+    API's routes come from its OpenAPI schema (FastAPI keeps the routes of included routers out
+    of app.routes), the documentation's own (/docs, /openapi.json) from app.routes."""
+    served: dict[str, set[str]] = {}
     for template, operations in app.openapi()["paths"].items():
-        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path):
-            methods |= {method.upper() for method in operations}
+        served[template] = {method.upper() for method in operations}
     for route in app.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.fullmatch(path):
-            methods |= route.methods
+        if isinstance(route, Route) and route.methods and route.endpoint is not _not_allowed:
+            served.setdefault(route.path, set()).update(route.methods)
+    if path in served:
+        return served[path]
+    methods: set[str] = set()
+    for template, template_methods in served.items():
+        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path):
+            methods |= template_methods
     return methods
+
+
+def claim_literal_paths(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Make a path that a route names literally a resource of its own, though a templated
+    route matches it too: PATCH /users/me answers 405, not PATCH /users/{user_id}'s 422 for
+    the id "me". Call it before including the routers: the router takes the first route that
+    matches fully, and the one added here matches every method but the literal routes' own,
+    which go on to them."""
+    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+    templates = [route.path_regex for route in routes if route.param_convertors]
+    literal: dict[str, set[str]] = {}
+    for route in routes:
+        if route.param_convertors or not any(t.fullmatch(route.path) for t in templates):
+            continue
+        literal.setdefault(route.path, set()).update(route.methods or ())
+    for path, methods in literal.items():
+        others = sorted(_HTTP_METHODS - methods)
+        app.add_route(path, _not_allowed, methods=others, include_in_schema=False)
+
+
+async def _not_allowed(_request: Request) -> Response:
+    raise HTTPException(405)
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -138,31 +171,31 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # The type only: SQLAlchemy's message carries the statement.
-    log.warning(
-        "%s %s: database unavailable (%s)", request.method, request.url.path, type(exc).__name__
-    )
+    database: Database = request.app.state.database
+    reason = unavailable_reason(exc, database.engine.url)
+    if reason is None:
+        raise exc  # a bug, not an outage: RequestContext answers 500
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, reason)
     return JSONResponse({"detail": UNAVAILABLE}, status_code=503, headers={"Retry-After": "1"})
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-    sqlite_error = getattr(exc.orig, "sqlite_errorname", None) or ""
     message = str(exc.orig)
     if sqlstate in _SCHEMA_MISSING_SQLSTATES or message.startswith(
         ("no such table", "no such column")
     ):
-        # Retrying will not help until someone migrates: say so, and no Retry-After.
-        log.error("%s %s: database schema is behind the code", request.method, request.url.path)
+        # Retrying will not help until someone migrates: say so, and no Retry-After. The
+        # message names the table or column (`relation "users" does not exist`), no values.
+        log.error(
+            "%s %s: database schema does not match the code: %s",
+            request.method,
+            request.url.path,
+            message,
+        )
         return JSONResponse({"detail": NOT_MIGRATED}, status_code=503)
-    if (
-        exc.connection_invalidated
-        or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
-        or sqlite_error.startswith(_UNAVAILABLE_SQLITE_ERRORS)
-    ):
-        return await _unavailable(request, exc)
-    raise exc  # a bug, not an outage: RequestContext answers 500
+    return await _unavailable(request, exc)
 
 
 def openapi_errors() -> dict[int | str, dict[str, Any]]:

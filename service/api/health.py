@@ -1,4 +1,5 @@
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +13,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import ConfigError
-from service.db import Database, DatabaseUnavailable
+from service.db import Database, DatabaseUnavailable, unavailable_reason
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/health", tags=["health"])
@@ -25,7 +26,7 @@ class Live(BaseModel):
 class Ready(BaseModel):
     status: Literal["ok"] = "ok"
     database: Literal["ok"] = "ok"
-    revision: str
+    revision: str  # the database's: the code's head, or a newer one (see ready)
 
 
 class NotReady(BaseModel):
@@ -33,8 +34,16 @@ class NotReady(BaseModel):
     detail: str
 
 
-def migration_head(alembic_ini: str) -> str:
-    """The head revision of the migration scripts, read once at start-up."""
+@dataclass(frozen=True)
+class Migrations:
+    """What the code's migration scripts hold: their head, and every revision they know."""
+
+    head: str
+    known: frozenset[str]
+
+
+def read_migrations(alembic_ini: str) -> Migrations:
+    """The migration scripts, read once at start-up."""
     path = Path(alembic_ini)
     if not path.is_file():
         # An editable install run from elsewhere still finds the project's own alembic.ini.
@@ -43,10 +52,11 @@ def migration_head(alembic_ini: str) -> str:
         raise ConfigError(
             f"ALEMBIC_CONFIG: {alembic_ini} not found; run from the project root or set it"
         )
-    head = ScriptDirectory.from_config(Config(path)).get_current_head()
+    scripts = ScriptDirectory.from_config(Config(path))
+    head = scripts.get_current_head()
     if head is None:
         raise ConfigError(f"ALEMBIC_CONFIG: {path} has no migrations")
-    return head
+    return Migrations(head, frozenset(script.revision for script in scripts.walk_revisions()))
 
 
 @router.get("/live", summary="The process is up (no database access)")
@@ -61,25 +71,32 @@ def _current_revisions(connection: Connection) -> tuple[str, ...]:
 @router.get(
     "",
     response_model=Ready,
-    summary="The database is reachable and migrated to head",
+    summary="The database is reachable and migrated to head (or past it)",
     responses={503: {"model": NotReady, "description": "Database down or not migrated"}},
 )
 async def ready(request: Request) -> Ready | JSONResponse:
-    head: str = request.app.state.migration_head
+    """Ready when the database is at the code's head, or at a revision the code does not know:
+    a newer release migrated it, and its migrations keep this code working (expand now,
+    contract one release later), as during a rolling deploy. `revision` is the database's.
+    Not ready when it is behind: at an older revision, or none."""
+    migrations: Migrations = request.app.state.migrations
     database: Database = request.app.state.database
     try:
         # Not a request's work: the engine directly, behind the same gate.
         async with database.gate, database.engine.connect() as connection:
             current = await connection.run_sync(_current_revisions)
-    except (SQLAlchemyError, DatabaseUnavailable, OSError) as exc:
-        log.warning("health check: database unavailable (%s)", type(exc).__name__)
+    except (SQLAlchemyError, DatabaseUnavailable) as exc:
+        reason = unavailable_reason(exc, database.engine.url) or type(exc).__name__
+        log.warning("health check: database unavailable: %s", reason)
         return _not_ready("database unavailable")
-    if current != (head,):
-        found = ", ".join(current) or "none"
-        return _not_ready(
-            f"database is at revision {found}, code expects {head}; run `alembic upgrade head`"
-        )
-    return Ready(revision=head)
+    ahead = not migrations.known.issuperset(current)
+    if current == (migrations.head,) or ahead:
+        return Ready(revision=", ".join(current))
+    found = ", ".join(current) or "none"
+    return _not_ready(
+        f"database is at revision {found}, code expects {migrations.head};"
+        " run `alembic upgrade head`"
+    )
 
 
 def _not_ready(detail: str) -> JSONResponse:

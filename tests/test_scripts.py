@@ -1,0 +1,77 @@
+"""The README's two commands share .venv: neither may undo the other."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _clone(into: Path) -> Path:
+    """The repository's tracked files, as a fresh clone has them, in a directory of their own."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, text=True
+    )
+    for name in listed.stdout.split("\0"):
+        if name and (ROOT / name).is_file():
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, into / name)
+    if (ROOT / ".tools").is_dir():  # the uv that scripts/uv installed, if not on PATH
+        (into / ".tools").symlink_to(ROOT / ".tools")
+    return into
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_after_check_keeps_the_dev_tools(tmp_path: Path) -> None:
+    clone = _clone(tmp_path)
+    # scripts/check's install, then scripts/serve in full: install, migrate, serve.
+    subprocess.run(
+        ["scripts/uv", "sync", "--locked", "--extra", "dev", "--quiet"],
+        cwd=clone,
+        check=True,
+        timeout=300,
+    )
+    port = _free_port()
+    serve = subprocess.Popen(
+        ["scripts/serve"],
+        cwd=clone,
+        env=os.environ | {"DATABASE_URL": "sqlite:///./app.db", "PORT": str(port)},
+        start_new_session=True,  # its uvicorn goes down with it if the test fails
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(1200):  # up to two minutes on a loaded machine
+                try:
+                    health = client.get("/health")
+                    break
+                except httpx.TransportError:
+                    assert serve.poll() is None, "scripts/serve exited"
+                    time.sleep(0.1)
+            else:
+                pytest.fail("scripts/serve did not answer within two minutes")
+        os.killpg(serve.pid, signal.SIGTERM)
+        out, _ = serve.communicate(timeout=60)
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+
+    assert health.status_code == 200, out.decode()
+    assert serve.returncode == 0
+    for tool in ("ruff", "mypy", "pytest"):
+        assert (clone / ".venv" / "bin" / tool).exists(), f"scripts/serve removed {tool}"
