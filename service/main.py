@@ -68,7 +68,7 @@ def create_app(
         responses=errors.openapi_errors(),
     )
     app.state.settings = settings
-    app.state.migration_head = health.migration_head(
+    app.state.migrations = health.migration_scripts(
         alembic_ini or os.environ.get("ALEMBIC_CONFIG", "alembic.ini")
     )
     app.include_router(health.router)

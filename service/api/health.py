@@ -1,6 +1,6 @@
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -33,8 +33,13 @@ class NotReady(BaseModel):
     detail: str
 
 
-def migration_head(alembic_ini: str) -> str:
-    """The head revision of the migration scripts, read once at start-up."""
+class Migrations(NamedTuple):
+    head: str
+    revisions: frozenset[str]  # every revision this code has
+
+
+def migration_scripts(alembic_ini: str) -> Migrations:
+    """The head and the revisions of the migration scripts, read once at start-up."""
     path = Path(alembic_ini)
     if not path.is_file():
         # An editable install run from elsewhere still finds the project's own alembic.ini.
@@ -43,10 +48,11 @@ def migration_head(alembic_ini: str) -> str:
         raise ConfigError(
             f"ALEMBIC_CONFIG: {alembic_ini} not found; run from the project root or set it"
         )
-    head = ScriptDirectory.from_config(Config(path)).get_current_head()
+    scripts = ScriptDirectory.from_config(Config(path))
+    head = scripts.get_current_head()
     if head is None:
         raise ConfigError(f"ALEMBIC_CONFIG: {path} has no migrations")
-    return head
+    return Migrations(head, frozenset(script.revision for script in scripts.walk_revisions()))
 
 
 @router.get("/live", summary="The process is up (no database access)")
@@ -65,7 +71,8 @@ def _current_revisions(connection: Connection) -> tuple[str, ...]:
     responses={503: {"model": NotReady, "description": "Database down or not migrated"}},
 )
 async def ready(request: Request) -> Ready | JSONResponse:
-    head: str = request.app.state.migration_head
+    migrations: Migrations = request.app.state.migrations
+    head = migrations.head
     database: Database = request.app.state.database
     try:
         async with database.transaction() as connection:
@@ -73,6 +80,10 @@ async def ready(request: Request) -> Ready | JSONResponse:
     except (SQLAlchemyError, DatabaseUnavailable) as exc:
         log.warning("health check: database unavailable (%s)", type(exc).__name__)
         return _not_ready("database unavailable")
+    if len(current) == 1 and current[0] not in migrations.revisions:
+        # A newer release has migrated: its migrations keep this code working (expand first,
+        # contract one release later), so this replica serves on while it is replaced.
+        return Ready(revision=current[0])
     if current != (head,):
         found = ", ".join(current) or "none"
         return _not_ready(
