@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -11,7 +10,16 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, Backend, alembic_cli, asyncpg_args, empty_database, served, sign_up
+from tests.conftest import (
+    ROOT,
+    Backend,
+    alembic_cli,
+    asyncpg_args,
+    empty_database,
+    scripts_with,
+    served,
+    sign_up,
+)
 
 BROKEN_REVISION = '''"""a migration that fails half-way
 
@@ -38,21 +46,6 @@ def downgrade() -> None:
     op.drop_column("users", "nickname")
     op.drop_table("half_done")
 '''
-
-
-async def _scripts_with(
-    url: URL, tmp_path: Path, revision: str, template: str
-) -> tuple[tuple[str, str], str]:
-    """The project's migrations copied to tmp_path with one more revision on top of head:
-    the alembic `-c` option for them, and the head below the new revision."""
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
-    ini = ("-c", str(tmp_path / "alembic.ini"))
-    _, heads = await alembic_cli(url, *ini, "heads")
-    head = heads.split()[0]
-    path = tmp_path / "migrations" / "versions" / f"2099_01_01_0000-{revision}_test.py"
-    path.write_text(template.format(head=head))
-    return ini, head
 
 
 async def _fetch(url: URL, query: str) -> list[asyncpg.Record]:
@@ -86,7 +79,7 @@ async def test_concurrent_upgrades_both_succeed_and_apply_each_migration_once(
 async def test_failing_migration_leaves_previous_revision_and_no_partial_schema(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    ini, head = await _scripts_with(postgres_url, tmp_path, "0badc0ffee00", BROKEN_REVISION)
+    ini, head = await scripts_with(postgres_url, tmp_path, "0badc0ffee00", BROKEN_REVISION)
 
     code, out = await alembic_cli(postgres_url, *ini, "upgrade", "head")
 
@@ -140,7 +133,7 @@ async def _hold_users(url: URL) -> tuple[asyncpg.Connection, Any]:
 async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    ini, head = await _scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
+    ini, head = await scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
 
     async with served(postgres_url) as client:
         client.headers.update((await sign_up(client, "reader@example.com")).headers)
@@ -181,7 +174,7 @@ async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
 async def test_migration_that_timed_out_on_a_lock_succeeds_on_a_retry_once_it_is_free(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    ini, _ = await _scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
+    ini, _ = await scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
     env = os.environ | {
         "DATABASE_URL": postgres_url.render_as_string(hide_password=False),
         "MIGRATION_LOCK_TIMEOUT": "1",

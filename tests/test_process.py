@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
@@ -51,14 +52,17 @@ class Server:
 
 
 @asynccontextmanager
-async def uvicorn(database_url: str, *args: str, **env: str) -> AsyncIterator[Server]:
-    """`python -m service`: uvicorn on service.main:app, exiting 0 after a graceful stop."""
+async def uvicorn(
+    database_url: str, *args: str, cwd: Path = ROOT, **env: str
+) -> AsyncIterator[Server]:
+    """`python -m service` in `cwd` (the repo root, or an older release's source): uvicorn on
+    service.main:app, exiting 0 after a graceful stop."""
     port = _free_port()
     # A session of its own: if the test fails, its worker processes go down with it too
     # (killed alone, the supervisor would leave them holding our output pipe).
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "service", "--port", str(port), *args,
-        cwd=ROOT, env=_env(database_url, **env), start_new_session=True,
+        cwd=cwd, env=_env(database_url, **env), start_new_session=True,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     server = Server(process, port)
