@@ -37,6 +37,22 @@ BACKENDS = ["sqlite", "postgres"]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+# What tests recorded with record_property("figure", ...): printed after the run (CI's log).
+FIGURES: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed:
+        FIGURES.extend(str(value) for name, value in report.user_properties if name == "figure")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in sorted(FIGURES):
+            terminalreporter.line(line)
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,9 @@ def _postgres_url(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "revision", [s.revision for s in _revisions(_config())], ids=lambda r: str(r)
 )
-def test_migration_passes_squawk(revision: str) -> None:
+def test_migration_passes_squawk(
+    revision: str, record_property: Callable[[str, object], None]
+) -> None:
     config = _config()
     script = ScriptDirectory.from_config(config).get_revision(revision)
     assert script is not None
@@ -87,6 +90,12 @@ def test_migration_passes_squawk(revision: str) -> None:
     findings = _lint(config, script)
 
     assert findings == [], f"{script.path}:\n{_report(findings)}"
+    ignored = ", ".join(m["rule"] for m in IGNORE.finditer(Path(script.path).read_text()))
+    record_property(
+        "figure",
+        f"squawk: {Path(script.path).relative_to(ROOT)}: no finding"
+        + (f" (ignores {ignored}, with its reason)" if ignored else ""),
+    )
 
 
 BAD_MIGRATION = '''"""{title}

@@ -141,7 +141,7 @@ async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
         try:
             started = time.monotonic()
             migration = asyncio.create_task(
-                alembic_cli(postgres_url, *ini, "upgrade", "head", MIGRATION_LOCK_TIMEOUT="0.5")
+                alembic_cli(postgres_url, *ini, "upgrade", "head", MIGRATION_LOCK_TIMEOUT="0.25")
             )
             reads = []
             while not migration.done():
@@ -156,17 +156,17 @@ async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
             await holder.close()
 
     # The holder lets go only after the migration has ended, so only lock_timeout can end each
-    # attempt: 4 of 0.5 s, with pauses of 0.5, 1 and 2 s between them. The bound is loose
+    # attempt: 4 of 0.25 s, with pauses of 0.25, 0.5 and 1 s between them. The bound is loose
     # because Alembic's own start-up takes seconds on a loaded machine.
     assert code != 0
     assert out.count("retrying in") == 3
-    assert "FAILED: lock timeout: a migration waited 0.5 s (MIGRATION_LOCK_TIMEOUT)" in out
+    assert "FAILED: lock timeout: a migration waited 0.25 s (MIGRATION_LOCK_TIMEOUT)" in out
     assert "4 times" in out
     assert "Traceback" not in out
     assert failed_after < 40
     assert reads
     assert all(status == 200 for status, _ in reads)
-    assert max(seconds for _, seconds in reads) < 5  # queued behind the ALTER for 0.5 s at most
+    assert max(seconds for _, seconds in reads) < 5  # queued behind the ALTER for 0.25 s at most
     assert after.status_code == 200
     assert await _fetch(postgres_url, "SELECT version_num FROM alembic_version") == [(head,)]
 

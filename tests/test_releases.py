@@ -12,28 +12,42 @@ import io
 import subprocess
 import tarfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, _unavailable, alembic_cli, migrate, scripts_with
+from tests.conftest import (
+    ROOT,
+    _unavailable,
+    alembic_cli,
+    alembic_config,
+    migrate,
+    scripts_with,
+)
 from tests.test_process import uvicorn
 
 PREVIOUS = ROOT / "deploy" / "releases" / "previous"
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 class SmokeFailed(Exception):
     """A request of the smoke test did not get the answer the API promises."""
 
 
-async def api_smoke(base_url: str) -> None:
-    """Every endpoint, as a client uses them: sign up, log in, users, items, pages, 403, log out."""
+async def api_smoke(base_url: str) -> int:
+    """Every endpoint, as a client uses them: sign up, log in, users, items, pages, 403, log out.
+    The number of requests, all answered as the API promises."""
+    requests = 0
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
 
         async def call(method: str, path: str, expect: int, **kwargs: Any) -> Any:
+            nonlocal requests
+            requests += 1
             response = await client.request(method, path, **kwargs)
             if response.status_code != expect:
                 raise SmokeFailed(
@@ -89,6 +103,7 @@ async def api_smoke(base_url: str) -> None:
         await call("DELETE", "/auth/token", 204, headers=as_ada)
         await call("GET", "/users/me", 401, headers=as_ada)
         await call("DELETE", f"/users/{bob}", 204, headers=as_bob)
+    return requests
 
 
 def _previous_commit() -> str:
@@ -138,16 +153,22 @@ def _url(url: URL) -> str:
 
 
 async def test_previous_release_serves_its_api_on_todays_schema(
-    fresh_url: URL, previous_release: Path
+    fresh_url: URL, previous_release: Path, record_property: Callable[[str, object], None]
 ) -> None:
     await migrate(fresh_url)
 
     async with uvicorn(_url(fresh_url), cwd=previous_release) as server:
-        await api_smoke(server.base_url)
+        requests = await api_smoke(server.base_url)
+
+    record_property(
+        "figure",
+        f"previous release {_previous_commit()[:12]} on today's head {HEAD}"
+        f" ({fresh_url.get_backend_name()}): {requests} requests, each answered as promised",
+    )
 
 
 async def test_next_release_migrates_to_its_models_and_todays_api_works_on_its_schema(
-    fresh_url: URL, next_release: Path
+    fresh_url: URL, next_release: Path, record_property: Callable[[str, object], None]
 ) -> None:
     await migrate(fresh_url)
     # As the next release's image migrates: its own env.py, models and migrations.
@@ -157,7 +178,13 @@ async def test_next_release_migrates_to_its_models_and_todays_api_works_on_its_s
     assert checked == 0, out
 
     async with uvicorn(_url(fresh_url)) as server:
-        await api_smoke(server.base_url)
+        requests = await api_smoke(server.base_url)
+
+    record_property(
+        "figure",
+        f"today's code on deploy/releases/v2's head ({fresh_url.get_backend_name()}):"
+        f" {requests} requests, each answered as promised",
+    )
 
 
 RENAMES_A_COLUMN = '''"""items: description becomes details, which the code reading it cannot see
