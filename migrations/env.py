@@ -88,8 +88,8 @@ def _serialize(connection: Connection, settings: Settings, *, session: bool) -> 
     Alembic has no lock of its own: concurrent upgrades queue on the advisory lock, and each
     then reads the version table afresh. Then a migration waits at most MIGRATION_LOCK_TIMEOUT
     for a table's lock: an ALTER queued behind a long transaction would make every query of
-    that table queue behind it. It fails instead, and is tried again. With `session`, both
-    outlast commits (a migration's autocommit_block() commits) and end with the connection.
+    that table queue behind it. It fails instead (and `alembic upgrade` tries again). With
+    `session`, both outlast commits (autocommit_block() commits) and end with the connection.
     """
     # The advisory lock comes first: waiting for another run is expected and blocks no query.
     # It is tried, not waited for: pg_advisory_lock() would wait inside a statement, holding a

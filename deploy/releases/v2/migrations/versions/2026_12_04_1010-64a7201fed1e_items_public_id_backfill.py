@@ -25,8 +25,8 @@ depends_on: str | Sequence[str] | None = None
 
 # One DO block, so `alembic upgrade --sql` shows the same batches it runs: each COMMIT ends a
 # short transaction (allowed in a DO block run outside a transaction, as here). After each
-# batch it pauses twice as long as the batch took: the backfill takes at most a third of a
-# core from the traffic.
+# batch it pauses three times as long as the batch took: the backfill takes at most a quarter
+# of a core from the traffic.
 BACKFILL_POSTGRES = """
 DO $$
 DECLARE
@@ -41,7 +41,7 @@ BEGIN
         UPDATE items SET public_id = gen_random_uuid()
         WHERE id >= next_id AND id < next_id + batch AND public_id IS NULL;
         COMMIT;
-        PERFORM pg_sleep(2 * extract(epoch FROM clock_timestamp() - started));
+        PERFORM pg_sleep(3 * extract(epoch FROM clock_timestamp() - started));
         next_id := next_id + batch;
     END LOOP;
 END
