@@ -1,13 +1,17 @@
 """Alembic's async environment: the URL from service.config, the metadata of all models."""
 
 import asyncio
+import itertools
+import logging
 import threading
+import time
 from logging.config import fileConfig
 from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from service import models  # noqa: F401 - registers every table on Base.metadata
 from service.config import ConfigError, Settings, load_settings
@@ -16,11 +20,16 @@ from service.db import Base, UTCDateTime, create_migration_engine, unavailable_r
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
+log = logging.getLogger("alembic.env")
 
 target_metadata = Base.metadata
 
 # Any fixed number works; every migration run on one database takes the same lock.
 MIGRATION_LOCK_ID = 0x5EB71CE
+# A run that timed out waiting for a table's lock is tried again this many times.
+LOCK_RETRIES = 3
+LOCK_NOT_AVAILABLE = "55P03"  # Postgres' SQLSTATE for an expired lock_timeout
+LOCK_POLL_SECONDS = 0.5
 
 
 def _settings() -> Settings:
@@ -29,6 +38,10 @@ def _settings() -> Settings:
     except ConfigError as exc:
         # One line, not a traceback (a CommandError would be printed twice: logged and echoed).
         raise SystemExit(f"FAILED: {exc}") from None
+
+
+def _lock_timeout(settings: Settings) -> str:
+    return f"{int(settings.MIGRATION_LOCK_TIMEOUT * 1000)}ms"
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
@@ -52,17 +65,51 @@ def _configure(**kwargs: Any) -> None:
         compare_type=True,
         render_item=_render_item,
         process_revision_directives=_skip_empty_revision,
+        # Each migration commits with its version: the locks it took go at once, not after the
+        # whole run, and a run that fails keeps the migrations before the one that failed.
+        transaction_per_migration=True,
         **kwargs,
     )
 
 
 def run_migrations_offline() -> None:
     """Emit SQL instead of running it (`alembic upgrade head --sql`)."""
-    _configure(
-        url=_settings().database_url, literal_binds=True, dialect_opts={"paramstyle": "named"}
-    )
+    settings = _settings()
+    _configure(url=settings.database_url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    if context.get_context().dialect.name == "postgresql":
+        # The script a DBA runs waits for table locks no longer than `alembic upgrade` does.
+        context.execute(f"SET lock_timeout = '{_lock_timeout(settings)}'")
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _serialize(connection: Connection, settings: Settings, *, session: bool) -> None:
+    """On Postgres: queue behind any other migration run, then bound every lock wait.
+
+    Alembic has no lock of its own: concurrent upgrades queue on the advisory lock, and each
+    then reads the version table afresh. Then a migration waits at most MIGRATION_LOCK_TIMEOUT
+    for a table's lock: an ALTER queued behind a long transaction would make every query of
+    that table queue behind it. It fails instead (and `alembic upgrade` tries again). With
+    `session`, both outlast commits (autocommit_block() commits) and end with the connection.
+    """
+    # The advisory lock comes first: waiting for another run is expected and blocks no query.
+    # It is tried, not waited for: pg_advisory_lock() would wait inside a statement, holding a
+    # snapshot, and a CREATE INDEX CONCURRENTLY in the run that holds the lock waits for every
+    # older snapshot to go: the two would deadlock.
+    try_lock = text(f"SELECT pg_try_advisory{'' if session else '_xact'}_lock(:id)")
+    for tries in itertools.count():
+        if connection.scalar(try_lock, {"id": MIGRATION_LOCK_ID}):
+            break
+        if tries == 0:
+            log.info("another migration run holds the migration lock; waiting for it to end")
+        if session:
+            connection.rollback()  # no transaction left open in between
+        time.sleep(LOCK_POLL_SECONDS)
+    for name, value in (("lock_timeout", _lock_timeout(settings)), ("application_name", "alembic")):
+        connection.execute(
+            text("SELECT set_config(:name, :value, :local)"),
+            {"name": name, "value": value, "local": not session},
+        )
 
 
 def do_run_migrations(connection: Connection) -> None:
@@ -70,27 +117,22 @@ def do_run_migrations(connection: Connection) -> None:
     # Batch mode lets SQLite, which has little ALTER TABLE, recreate a table instead.
     _configure(connection=connection, render_as_batch=sqlite)
     with context.begin_transaction():
-        if connection.dialect.name == "postgresql":
-            # Alembic has no lock of its own: concurrent upgrades queue here, and each then
-            # reads the version table afresh. Released when the transaction ends.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-            # Then a migration waits at most this long for a table's lock: an ALTER queued
-            # behind a long transaction would make every query of that table queue behind it.
-            # It fails instead, leaving the database as it was, to be run again later.
-            timeout_ms = int(_settings().MIGRATION_LOCK_TIMEOUT * 1000)
-            connection.execute(
-                text("SELECT set_config('lock_timeout', :timeout, true)"),
-                {"timeout": f"{timeout_ms}ms"},
-            )
         context.run_migrations()
 
 
-async def run_async_migrations() -> None:
-    engine = create_migration_engine(_settings())
+def _migrate_own_connection(connection: Connection, settings: Settings) -> None:
+    if connection.dialect.name == "postgresql":
+        _serialize(connection, settings, session=True)
+        connection.commit()
+    do_run_migrations(connection)
+
+
+async def _migrate_once(settings: Settings) -> None:
+    engine = create_migration_engine(settings)
     threads = set(threading.enumerate())
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(do_run_migrations)
+            await connection.run_sync(_migrate_own_connection, settings)
     finally:
         await engine.dispose()
         if engine.dialect.name == "sqlite":
@@ -101,10 +143,49 @@ async def run_async_migrations() -> None:
                 thread.join(timeout=5)
 
 
+async def run_async_migrations() -> None:
+    """Migrate; when a table's lock is not to be had, wait and try again.
+
+    Between attempts the tables are left alone as long as the attempt waited, then twice, then
+    four times as long, so that the transaction in the way can finish. Migrations that
+    completed stay applied; the one that timed out was rolled back, and starts afresh.
+    """
+    settings = _settings()
+    timeout = settings.MIGRATION_LOCK_TIMEOUT
+    for attempt in range(LOCK_RETRIES + 1):
+        try:
+            await _migrate_once(settings)
+            return
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            if attempt == LOCK_RETRIES:
+                raise SystemExit(
+                    f"FAILED: lock timeout: a migration waited {timeout:g} s"
+                    f" (MIGRATION_LOCK_TIMEOUT) for a table's lock, {attempt + 1} times. A"
+                    " long transaction holds the table (see pg_stat_activity); run `alembic"
+                    " upgrade head` again once it has ended. The database is at the last"
+                    " migration that completed (`alembic current`)."
+                ) from None
+            pause = timeout * 2**attempt
+            log.warning(
+                "lock timeout: waited %g s for a table's lock; retrying in %g s (retry %d of %d)",
+                timeout,
+                pause,
+                attempt + 1,
+                LOCK_RETRIES,
+            )
+            await asyncio.sleep(pause)
+
+
 def run_migrations_online() -> None:
-    # Tests (and other code) may pass an open connection, as in Alembic's cookbook.
     connection = config.attributes.get("connection")
     if connection is not None:
+        # A connection handed over by the caller (Alembic's cookbook; the tests), in the
+        # caller's transaction: the lock and the timeout last as long as it. Migrations that
+        # need autocommit_block() cannot run inside it; `alembic upgrade` runs them on its own.
+        if connection.dialect.name == "postgresql":
+            _serialize(connection, _settings(), session=False)
         do_run_migrations(connection)
         return
     try:

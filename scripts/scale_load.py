@@ -1,28 +1,34 @@
 """A steady, bounded load on the stack behind its load balancer, for scripts/scale-check.
 
     python scripts/scale_load.py run BASE_URL SECONDS EVENTS.jsonl
-    python scripts/scale_load.py report BASE_URL EVENTS.jsonl MARKS.txt
+    python scripts/scale_load.py report BASE_URL EVENTS.jsonl MARKS.txt POSTGRES.log
 
 `run` signs up one user per writer, then for SECONDS keeps READERS threads reading
 (GET /users/{id} and GET /items/{id}) and WRITERS threads each creating items of its own user,
-every thread at RATE requests a second. Each request is one line of EVENTS.jsonl: when, what,
-the status (or the error), which replica answered (X-Served-By) and, for an acknowledged write,
-the item and the writer.
+every thread at RATE requests a second. Each request is one line of EVENTS.jsonl: when it ended,
+how long it took, what, the status (or the error), which replica answered (X-Served-By) and,
+for an acknowledged write, the item and the writer.
 
 `report` splits the events by the phases in MARKS.txt ("NAME START END" in epoch seconds, as
-the check writes them), counts failures in each, how requests spread over the replicas while
-steady, and reads back every acknowledged write: none may be missing. Standard library only.
+the check writes them): requests, failures and latency percentiles in each, how requests spread
+over the replicas while steady. It reads back every acknowledged write (none may be missing)
+and counts those without a `public_id`. From the Postgres log (written with log_lock_waits,
+a low deadlock_timeout and log_line_prefix '%m [%p] app=%a '), it takes every lock wait that
+ended, by application_name: `service` (the api's sessions), `alembic` (the migration's), and
+`lock-probe` (the check's own, to show that waits are seen). Standard library only.
 """
 
 import http.client
 import json
 import random
+import re
 import signal
 import sys
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 READERS, WRITERS, RATE = 4, 2, 10.0
@@ -78,12 +84,15 @@ class Recorder:
 
 
 def _timed(client: Client, recorder: Recorder, kind: str, *args: Any, **kwargs: Any) -> Any:
+    started = time.monotonic()
     try:
         status, data, served_by = client.request(*args, **kwargs)
     except (OSError, http.client.HTTPException) as exc:
-        recorder.write(kind=kind, status=None, error=type(exc).__name__)
+        ms = round((time.monotonic() - started) * 1000, 2)
+        recorder.write(kind=kind, ms=ms, status=None, error=type(exc).__name__)
         return None
-    recorder.write(kind=kind, status=status, served_by=served_by, item=data.get("id"))
+    ms = round((time.monotonic() - started) * 1000, 2)
+    recorder.write(kind=kind, ms=ms, status=status, served_by=served_by, item=data.get("id"))
     return data if 200 <= status < 300 else None
 
 
@@ -151,7 +160,7 @@ def run(base_url: str, seconds: float, events: str) -> None:
         json.dump(accounts, f)
 
 
-def report(base_url: str, events_path: str, marks_path: str) -> None:
+def report(base_url: str, events_path: str, marks_path: str, postgres_log: str) -> None:
     with open(events_path) as f:
         events = [json.loads(line) for line in f]
     phases = {}
@@ -161,9 +170,14 @@ def report(base_url: str, events_path: str, marks_path: str) -> None:
             phases[name] = (float(start), float(end))
     with open(events_path + ".accounts") as f:
         token = json.load(f)[0][1]
+    with open(postgres_log, errors="replace") as f:
+        waits = _lock_waits(f)
 
     def failed(event: dict[str, Any]) -> bool:
         return event["status"] is None or not 200 <= event["status"] < 300
+
+    def service_waits(start: float, end: float) -> list[dict[str, Any]]:
+        return [w for w in waits if start <= w["t"] <= end and w["app"] == "service"]
 
     summary: dict[str, Any] = {"requests": len(events), "phases": {}}
     for name, (start, end) in phases.items():
@@ -173,16 +187,60 @@ def report(base_url: str, events_path: str, marks_path: str) -> None:
             "requests": len(during),
             "failed_reads": sum(1 for e in during if e["kind"] == "read" and failed(e)),
             "failed_writes": sum(1 for e in during if e["kind"] == "write" and failed(e)),
+            "p50_ms": _percentile([e["ms"] for e in during], 50),
+            "p99_ms": _percentile([e["ms"] for e in during], 99),
             "served_by": _count(e["served_by"] for e in during if not failed(e)),
+            "longest_lock_wait_ms": max((w["ms"] for w in service_waits(start, end)), default=0),
         }
     summary["failed_reads"] = sum(1 for e in events if e["kind"] == "read" and failed(e))
     summary["failed_writes"] = sum(1 for e in events if e["kind"] == "write" and failed(e))
+    everything = service_waits(0, float("inf"))
+    summary["service_lock_waits"] = len(everything)
+    summary["longest_service_lock_wait"] = max(everything, key=lambda w: w["ms"], default=None)
+    summary["migration_lock_waits"] = [w for w in waits if w["app"] == "alembic"]
+    summary["probe_lock_waits"] = [w for w in waits if w["app"] == "lock-probe"]
     acknowledged = [e["item"] for e in events if e["kind"] == "write" and not failed(e)]
     client = Client(urllib.parse.urlsplit(base_url))
-    lost = [i for i in acknowledged if client.request("GET", f"/items/{i}", token=token)[0] != 200]
+    read_back = [client.request("GET", f"/items/{i}", token=token) for i in acknowledged]
     summary["writes_acknowledged"] = len(acknowledged)
-    summary["writes_lost"] = len(lost)
+    summary["writes_lost"] = sum(1 for status, _, _ in read_back if status != 200)
+    summary["writes_without_public_id"] = sum(
+        1 for status, item, _ in read_back if status == 200 and item.get("public_id") is None
+    )
     print(json.dumps(summary, indent=2))
+
+
+# What log_lock_waits writes when a wait longer than deadlock_timeout ends with the lock.
+_ACQUIRED = re.compile(
+    r"^(?P<when>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) (?P<zone>\S+) \[\d+\] app=(?P<app>\S*) "
+    r"LOG:  process \d+ acquired (?P<mode>\w+) on (?P<what>.+?) after (?P<ms>[\d.]+) ms"
+)
+
+
+def _lock_waits(lines: Any) -> list[dict[str, Any]]:
+    waits = []
+    for line in lines:
+        match = _ACQUIRED.match(line)
+        if match is None:
+            continue
+        when = datetime.fromisoformat(f"{match['when']}+00:00")  # the server logs in UTC
+        assert match["zone"] in ("UTC", "GMT"), line
+        waits.append(
+            {
+                "t": when.timestamp(),
+                "app": match["app"],
+                "lock": f"{match['mode']} on {match['what']}",
+                "ms": float(match["ms"]),
+            }
+        )
+    return waits
+
+
+def _percentile(values: list[float], percent: int) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
 
 
 def _count(values: Any) -> dict[str, int]:
@@ -196,4 +254,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "run":
         run(sys.argv[2], float(sys.argv[3]), sys.argv[4])
     else:
-        report(sys.argv[2], sys.argv[3], sys.argv[4])
+        report(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])

@@ -6,6 +6,7 @@ TEST_POSTGRES_URL, a server URL: the tests create and drop their own databases i
 
 import asyncio
 import os
+import shutil
 import socket
 import sys
 import uuid
@@ -42,6 +43,22 @@ ROOT = Path(__file__).resolve().parents[1]
 ALEMBIC_INI = str(ROOT / "alembic.ini")
 BACKENDS = ["sqlite", "postgres"]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+# What tests recorded with record_property("figure", ...): printed after the run (CI's log).
+FIGURES: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed:
+        FIGURES.extend(str(value) for name, value in report.user_properties if name == "figure")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in sorted(FIGURES):
+            terminalreporter.line(line)
 
 
 @dataclass(frozen=True)
@@ -152,13 +169,15 @@ async def run_alembic(url: URL, fn: Callable[..., Any], *args: Any, **kwargs: An
         await engine.dispose()
 
 
-async def alembic_cli(database_url: URL | str, *args: str, **env: str) -> tuple[int, str]:
-    """`python -m alembic ARGS` from the repo root, as a user runs it: exit code and output."""
+async def alembic_cli(
+    database_url: URL | str, *args: str, cwd: Path = ROOT, **env: str
+) -> tuple[int, str]:
+    """`python -m alembic ARGS` in `cwd` (the repo root) as a user runs it: exit code, output."""
     if isinstance(database_url, URL):
         database_url = database_url.render_as_string(hide_password=False)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "alembic", *args,
-        cwd=ROOT, env=os.environ | {"DATABASE_URL": database_url} | env,
+        cwd=cwd, env=os.environ | {"DATABASE_URL": database_url} | env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -168,6 +187,21 @@ async def alembic_cli(database_url: URL | str, *args: str, **env: str) -> tuple[
             process.kill()
             await process.wait()
     return process.returncode or 0, out.decode()
+
+
+async def scripts_with(
+    url: URL, tmp_path: Path, revision: str, template: str
+) -> tuple[tuple[str, str], str]:
+    """The project's migrations copied to tmp_path with one more revision on top of head:
+    the alembic `-c` option for them, and the head below the new revision."""
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    ini = ("-c", str(tmp_path / "alembic.ini"))
+    _, heads = await alembic_cli(url, *ini, "heads")
+    head = heads.split()[0]
+    path = tmp_path / "migrations" / "versions" / f"2099_01_01_0000-{revision}_test.py"
+    path.write_text(template.format(head=head))
+    return ini, head
 
 
 async def migrate(url: URL, revision: str = "head") -> None:

@@ -1,14 +1,25 @@
 """Alembic on a shared Postgres: concurrent upgrades, and a migration that fails half-way."""
 
 import asyncio
-import shutil
+import os
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, Backend, alembic_cli, asyncpg_args, empty_database, served, sign_up
+from tests.conftest import (
+    ROOT,
+    Backend,
+    alembic_cli,
+    asyncpg_args,
+    empty_database,
+    scripts_with,
+    served,
+    sign_up,
+)
 
 BROKEN_REVISION = '''"""a migration that fails half-way
 
@@ -35,21 +46,6 @@ def downgrade() -> None:
     op.drop_column("users", "nickname")
     op.drop_table("half_done")
 '''
-
-
-async def _scripts_with(
-    url: URL, tmp_path: Path, revision: str, template: str
-) -> tuple[tuple[str, str], str]:
-    """The project's migrations copied to tmp_path with one more revision on top of head:
-    the alembic `-c` option for them, and the head below the new revision."""
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
-    ini = ("-c", str(tmp_path / "alembic.ini"))
-    _, heads = await alembic_cli(url, *ini, "heads")
-    head = heads.split()[0]
-    path = tmp_path / "migrations" / "versions" / f"2099_01_01_0000-{revision}_test.py"
-    path.write_text(template.format(head=head))
-    return ini, head
 
 
 async def _fetch(url: URL, query: str) -> list[asyncpg.Record]:
@@ -83,7 +79,7 @@ async def test_concurrent_upgrades_both_succeed_and_apply_each_migration_once(
 async def test_failing_migration_leaves_previous_revision_and_no_partial_schema(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    ini, head = await _scripts_with(postgres_url, tmp_path, "0badc0ffee00", BROKEN_REVISION)
+    ini, head = await scripts_with(postgres_url, tmp_path, "0badc0ffee00", BROKEN_REVISION)
 
     code, out = await alembic_cli(postgres_url, *ini, "upgrade", "head")
 
@@ -124,22 +120,28 @@ def downgrade() -> None:
 '''
 
 
+async def _hold_users(url: URL) -> tuple[asyncpg.Connection, Any]:
+    """A connection in a long transaction that has read users: it holds a lock every ALTER
+    TABLE users must wait for, until the transaction ends."""
+    holder = await asyncpg.connect(**asyncpg_args(url))
+    transaction = holder.transaction()
+    await transaction.start()
+    await holder.fetch("SELECT id FROM users")
+    return holder, transaction
+
+
 async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    ini, head = await _scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
+    ini, head = await scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
 
     async with served(postgres_url) as client:
         client.headers.update((await sign_up(client, "reader@example.com")).headers)
-        holder = await asyncpg.connect(**asyncpg_args(postgres_url))
+        holder, transaction = await _hold_users(postgres_url)
         try:
-            # A long transaction that has read users holds a lock the ALTER must wait for.
-            transaction = holder.transaction()
-            await transaction.start()
-            await holder.fetch("SELECT id FROM users")
             started = time.monotonic()
             migration = asyncio.create_task(
-                alembic_cli(postgres_url, *ini, "upgrade", "head", MIGRATION_LOCK_TIMEOUT="1")
+                alembic_cli(postgres_url, *ini, "upgrade", "head", MIGRATION_LOCK_TIMEOUT="0.25")
             )
             reads = []
             while not migration.done():
@@ -153,14 +155,61 @@ async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
         finally:
             await holder.close()
 
-    # The holder lets go only after the migration has ended, so only lock_timeout can end it;
-    # Postgres's "lock timeout" message says that is what did. The bound is loose because
-    # Alembic's own start-up takes seconds on a loaded machine.
+    # The holder lets go only after the migration has ended, so only lock_timeout can end each
+    # attempt: 4 of 0.25 s, with pauses of 0.25, 0.5 and 1 s between them. The bound is loose
+    # because Alembic's own start-up takes seconds on a loaded machine.
     assert code != 0
-    assert "lock timeout" in out
-    assert failed_after < 30
+    assert out.count("retrying in") == 3
+    assert "FAILED: lock timeout: a migration waited 0.25 s (MIGRATION_LOCK_TIMEOUT)" in out
+    assert "4 times" in out
+    assert "Traceback" not in out
+    assert failed_after < 40
     assert reads
     assert all(status == 200 for status, _ in reads)
-    assert max(seconds for _, seconds in reads) < 5  # queued behind the ALTER for ~1 s at most
+    assert max(seconds for _, seconds in reads) < 5  # queued behind the ALTER for 0.25 s at most
     assert after.status_code == 200
     assert await _fetch(postgres_url, "SELECT version_num FROM alembic_version") == [(head,)]
+
+
+async def test_migration_that_timed_out_on_a_lock_succeeds_on_a_retry_once_it_is_free(
+    postgres_url: URL, tmp_path: Path
+) -> None:
+    ini, _ = await scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
+    env = os.environ | {
+        "DATABASE_URL": postgres_url.render_as_string(hide_password=False),
+        "MIGRATION_LOCK_TIMEOUT": "1",
+    }
+    holder, transaction = await _hold_users(postgres_url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alembic", *ini, "upgrade", "head",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    out = ""
+    try:
+        async with asyncio.timeout(60):
+            # The first attempt times out; the holder lets go while Alembic pauses.
+            while "retrying in" not in out:
+                line = await process.stdout.readline()
+                assert line, out
+                out += line.decode()
+            await transaction.rollback()
+            rest, _ = await process.communicate()
+    finally:
+        await holder.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    out += rest.decode()
+
+    assert process.returncode == 0, out
+    assert "retry 1 of 3" in out
+    assert "FAILED" not in out
+    assert await _fetch(postgres_url, "SELECT version_num FROM alembic_version") == [
+        ("0a17e7e50000",)
+    ]
+    assert await _fetch(
+        postgres_url,
+        "SELECT 1 FROM information_schema.columns"
+        " WHERE table_name = 'users' AND column_name = 'nickname'",
+    ) == [(1,)]

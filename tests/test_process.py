@@ -59,7 +59,8 @@ class Server:
 async def uvicorn(
     database_url: str | None, *args: str, cwd: Path = ROOT, **env: str
 ) -> AsyncIterator[Server]:
-    """`python -m service`: uvicorn on service.main:app, exiting 0 after a graceful stop."""
+    """`python -m service` in `cwd` (the repo root, or an older release's source): uvicorn on
+    service.main:app, exiting 0 after a graceful stop."""
     port = _free_port()
     # A session of its own: if the test fails, its worker processes go down with it too
     # (killed alone, the supervisor would leave them holding our output pipe).
