@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, DefaultClause, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.functions import FunctionElement
 
 from service import models  # noqa: F401 - registers every table on Base.metadata
 from service.config import ConfigError, Settings, load_settings
@@ -45,9 +46,19 @@ def _lock_timeout(settings: Settings) -> str:
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Render what autogenerate would write for one database only in a form both run."""
     # Our TypeDecorator is a Python-side detail; the column is a plain timestamptz.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    # A server default such as func.now() is written as SQL the database at hand compiled it
+    # to (`now()`, which SQLite lacks); as a function it compiles for each database anew.
+    if (
+        type_ == "server_default"
+        and isinstance(obj, DefaultClause)
+        and isinstance(obj.arg, FunctionElement)
+        and not obj.arg.clauses.clauses
+    ):
+        return f"sa.func.{obj.arg.name}()"
     return False
 
 
@@ -113,9 +124,9 @@ def _serialize(connection: Connection, settings: Settings, *, session: bool) -> 
 
 
 def do_run_migrations(connection: Connection) -> None:
-    sqlite = connection.dialect.name == "sqlite"
-    # Batch mode lets SQLite, which has little ALTER TABLE, recreate a table instead.
-    _configure(connection=connection, render_as_batch=sqlite)
+    # Batch mode on every database, so that a migration written against either runs on both:
+    # SQLite, which has little ALTER TABLE, recreates the table; Postgres gets plain ALTERs.
+    _configure(connection=connection, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 

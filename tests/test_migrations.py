@@ -1,6 +1,7 @@
 """The migration history on both backends: head matches the models, every step reverts."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
 
-from service.db import create_migration_engine
+from service.db import Base, create_migration_engine
 from tests.conftest import (
     ROOT,
     alembic_config,
@@ -22,7 +23,7 @@ from tests.conftest import (
     settings_for,
 )
 
-TABLES = {"users", "items", "access_tokens", "login_failures"}
+TABLES = set(Base.metadata.tables)
 
 
 def _revisions() -> list[str]:
@@ -121,15 +122,15 @@ async def test_alembic_cli_upgrade_check_downgrade_from_repo_root(fresh_url: URL
     assert await _tables(fresh_url) == set()
 
 
-def _copy_scripts(tmp_path: Path, drop_last: bool = False) -> Path:
+def _copy_scripts(tmp_path: Path, *, revisions: bool = True) -> Path:
     """alembic.ini and migrations/ copied, so autogenerate never writes into the project."""
     shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
     shutil.copytree(
         ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__")
     )
-    if drop_last:
-        last = sorted((tmp_path / "migrations" / "versions").glob("*.py"))[-1]
-        last.unlink()
+    if not revisions:
+        for revision in (tmp_path / "migrations" / "versions").glob("*.py"):
+            revision.unlink()
     return tmp_path / "alembic.ini"
 
 
@@ -146,20 +147,28 @@ def test_autogenerate_writes_no_migration_when_models_match(tmp_path: Path) -> N
     assert set(versions.iterdir()) == before
 
 
-def test_autogenerate_writes_migration_for_model_changes(tmp_path: Path) -> None:
-    # Without the last revision on disk, the models have a table the database lacks.
-    ini = _copy_scripts(tmp_path, drop_last=True)
+def test_autogenerate_writes_a_portable_migration_that_passes_the_checks(tmp_path: Path) -> None:
+    # With no revision on disk, every table of the models is a change to write.
+    ini = _copy_scripts(tmp_path, revisions=False)
     url = URL.create("sqlite+aiosqlite", database=str(tmp_path / "gen.db"))
-    _cli_ok(_alembic_cli(url, "-c", str(ini), "upgrade", "head"))
 
-    _cli_ok(_alembic_cli(url, "-c", str(ini), "revision", "--autogenerate", "-m", "add accounts"))
+    _cli_ok(_alembic_cli(url, "-c", str(ini), "revision", "--autogenerate", "-m", "everything"))
 
-    (written,) = (tmp_path / "migrations" / "versions").glob("*add_accounts.py")
+    (written,) = (tmp_path / "migrations" / "versions").glob("*everything.py")
     source = written.read_text()
-    assert "op.create_table('access_tokens'" in source
-    assert "sa.Column('password_hash'" in source
+    for table in Base.metadata.tables:
+        assert re.search(rf'op\.create_table\(\s*"{table}"', source), table
     assert "sa.DateTime(timezone=True)" in source
     assert "UTCDateTime" not in source
+    assert "server_default=sa.func.now()" in source  # not SQL only one database speaks
+    assert "sqlite_autoincrement=True" in source
+    ruff = [sys.executable, "-m", "ruff"]
+    for check in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        subprocess.run([*ruff, *check, str(written)], cwd=ROOT, check=True, capture_output=True)
+    _cli_ok(_alembic_cli(url, "-c", str(ini), "upgrade", "head"))
+    assert "No new upgrade operations detected" in _cli_ok(
+        _alembic_cli(url, "-c", str(ini), "check")
+    )
 
 
 def test_offline_sql_for_postgres_renders_every_migration(postgres_server: URL) -> None:
