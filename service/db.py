@@ -59,6 +59,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+    # Without AUTOINCREMENT, SQLite gives a new row the id of a deleted last one; Postgres
+    # never reuses an id. A model with __table_args__ of its own adds them to these.
+    __table_args__: Any = ({"sqlite_autoincrement": True},)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

@@ -68,7 +68,10 @@ class LoginFailure(Base):
     """One failed login for an email (known or not), kept while it can count towards a lock."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_email_failed_at", "email", "failed_at"),)
+    __table_args__ = (
+        Index("ix_login_failures_email_failed_at", "email", "failed_at"),
+        *Base.__table_args__,
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))

@@ -130,3 +130,17 @@ async def test_delete_user_deletes_their_items(
 
     assert (await client.get(f"/items/{owned['id']}")).status_code == 404
     assert (await client.get(f"/items/{kept['id']}")).status_code == 200
+
+
+async def test_new_item_never_gets_the_id_of_a_deleted_one(
+    client: httpx.AsyncClient, me: Account
+) -> None:
+    # SQLite without AUTOINCREMENT would hand out the id of a deleted last row again.
+    first = await _item(client, me, title="first")
+    last = await _item(client, me, title="last")
+    assert (await client.delete(f"/items/{last['id']}")).status_code == 204
+
+    new = await _item(client, me, title="new")
+
+    assert new["id"] > last["id"] > first["id"]
+    assert (await client.get(f"/items/{last['id']}")).status_code == 404

@@ -1,8 +1,8 @@
 """items: public_id, a UUID to show outside (expand: nullable, no default)
 
 Revision ID: fcb7ce75300f
-Revises: 30d8641f7582
-Create Date: 2026-12-04 10:00:00+00:00
+Revises: 8590bf58153e
+Create Date: 2026-12-05 10:00:00+00:00
 
 Adding a nullable column without a default only changes the catalog: the ACCESS EXCLUSIVE lock
 it takes lasts milliseconds (and waits at most MIGRATION_LOCK_TIMEOUT). `NOT NULL DEFAULT
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "fcb7ce75300f"
-down_revision: str | Sequence[str] | None = "30d8641f7582"
+down_revision: str | Sequence[str] | None = "8590bf58153e"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

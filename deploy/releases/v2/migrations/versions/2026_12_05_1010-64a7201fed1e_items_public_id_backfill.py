@@ -2,7 +2,7 @@
 
 Revision ID: 64a7201fed1e
 Revises: fcb7ce75300f
-Create Date: 2026-12-04 10:10:00+00:00
+Create Date: 2026-12-05 10:10:00+00:00
 
 Both steps run outside the migration's transaction (Alembic's autocommit_block), so neither
 holds a lock for long: the backfill commits every 5,000 rows, and CREATE INDEX CONCURRENTLY
