@@ -26,8 +26,13 @@ COPIED = (
 
 
 def _blocks(readme: str) -> list[tuple[str, str, str]]:
-    """(file, how, code) for each Python block of the section; how: append, new or edit."""
+    """(file, how, code) for each Python block of the section; how: append, new or edit.
+
+    Its projects become samples, so that a copy of the project that added projects as the
+    README shows can still run this test.
+    """
     section = readme.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    section = section.replace("project", "sample").replace("Project", "Sample")
     blocks = []
     for match in re.finditer(
         r"\n\n([^\n]+(?:\n[^\n]+)*)\n\n( *)```python\n(.*?)\n\2```", section, re.S
@@ -74,10 +79,10 @@ def test_readme_add_a_resource_works_as_written(tmp_path: Path, postgres_server:
     assert {path for path, _, _ in blocks} == {
         "service/models.py",
         "service/schemas.py",
-        "service/projects.py",
-        "service/api/projects.py",
+        "service/samples.py",
+        "service/api/samples.py",
         "service/main.py",
-        "tests/test_api_projects.py",
+        "tests/test_api_samples.py",
     }
     for path, how, code in blocks:
         target = copy / path
@@ -96,22 +101,22 @@ def test_readme_add_a_resource_works_as_written(tmp_path: Path, postgres_server:
     # The migration, from SQLite; the tests below run it on Postgres too.
     database = f"sqlite:///{tmp_path / 'gen.db'}"
     _run(copy, python, "-m", "alembic", "upgrade", "head", DATABASE_URL=database)
-    _run(copy, python, "-m", "alembic", "revision", "--autogenerate", "-m", "add projects",
+    _run(copy, python, "-m", "alembic", "revision", "--autogenerate", "-m", "add samples",
          DATABASE_URL=database)  # fmt: skip
-    (migration,) = (copy / "migrations" / "versions").glob("*_add_projects.py")
-    assert re.search(r'op\.create_table\(\s*"projects"', migration.read_text())
+    (migration,) = (copy / "migrations" / "versions").glob("*_add_samples.py")
+    assert re.search(r'op\.create_table\(\s*"samples"', migration.read_text())
 
     tests = (
         "tests/test_migrations.py",
         "tests/test_migration_lint.py",
-        "tests/test_api_projects.py",
+        "tests/test_api_samples.py",
     )
     postgres = postgres_server.render_as_string(hide_password=False)
     out = _run(copy, python, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-v", *tests,
                TEST_POSTGRES_URL=postgres)  # fmt: skip
     for backend in ("sqlite", "postgres"):
         for test in (
-            "test_api_projects.py::test_create_project_then_read_and_list_it",
+            "test_api_samples.py::test_create_sample_then_read_and_list_it",
             "test_migrations.py::test_stairway_every_revision_upgrades_downgrades_and_upgrades_again",
         ):
             assert f"PASSED tests/{test}[{backend}]" in out
