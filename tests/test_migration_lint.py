@@ -5,7 +5,7 @@ squawk's rule: an index built without CONCURRENTLY, a column added NOT NULL with
 default, a column's type changed, a foreign key validated under lock. Rules that do not fit
 the project are off in .squawk.toml, each with its reason; one migration may switch a rule off
 for itself with a line `# squawk-ignore-file RULE: REASON`. The release overlays in
-deploy/releases/ are linted on top of the migrations they extend.
+deploy/releases/ are linted as scripts/release-tree lays them out, on today's head.
 """
 
 import io
@@ -26,16 +26,21 @@ from alembic.script import Script, ScriptDirectory
 from tests.conftest import ALEMBIC_INI, ROOT
 
 SQUAWK = Path(sys.executable).with_name("squawk")
-RELEASES = sorted((ROOT / "deploy" / "releases").glob("*/migrations/versions"))
+# (release, revision) of each migration kept in deploy/releases/*/.
+RELEASES = sorted(
+    (path.parts[-4], revision)
+    for path in (ROOT / "deploy" / "releases").glob("*/migrations/versions/*.py")
+    for revision in re.findall(r'^revision[^=]*= "(\w+)"$', path.read_text(), re.MULTILINE)
+)
 IGNORE = re.compile(r"^ *# squawk-ignore-file (?P<rule>[a-z-]+): (?P<reason>\S.*)$", re.MULTILINE)
 # Offline rendering connects to nothing; the URL only picks the dialect.
 LINT_URL = "postgresql://lint@localhost/lint"
 
 
-def _config(*versions: Path) -> Config:
-    config = Config(ALEMBIC_INI, output_buffer=io.StringIO())
+def _config(*versions: Path, ini: Path = Path(ALEMBIC_INI)) -> Config:
+    config = Config(ini, output_buffer=io.StringIO())
     config.attributes["configure_logger"] = False
-    locations = [ROOT / "migrations" / "versions", *RELEASES, *versions]
+    locations = [ini.parent / "migrations" / "versions", *versions]
     config.set_main_option("version_locations", os.pathsep.join(map(str, locations)))
     return config
 
@@ -95,6 +100,38 @@ def test_migration_passes_squawk(
         "figure",
         f"squawk: {Path(script.path).relative_to(ROOT)}: no finding"
         + (f" (ignores {ignored}, with its reason)" if ignored else ""),
+    )
+
+
+@pytest.fixture(scope="session")
+def release_tree(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """A release's source as scripts/release-tree lays it out: its migrations on today's head."""
+    trees: dict[str, Path] = {}
+
+    def tree(release: str) -> Path:
+        if release not in trees:
+            trees[release] = tmp_path_factory.mktemp(release)
+            subprocess.run(
+                ["bash", str(ROOT / "scripts" / "release-tree"), release, str(trees[release])],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+        return trees[release]
+
+    return tree
+
+
+@pytest.mark.parametrize(("release", "revision"), RELEASES, ids=lambda r: str(r))
+def test_release_migration_passes_squawk(
+    release: str, revision: str, release_tree: Callable[[str], Path]
+) -> None:
+    config = _config(ini=release_tree(release) / "alembic.ini")
+    script = ScriptDirectory.from_config(config).get_revision(revision)
+    assert script is not None
+
+    findings = _lint(config, script)
+
+    assert findings == [], (
+        f"deploy/releases/{release}: {Path(script.path).name}:\n{_report(findings)}"
     )
 
 
