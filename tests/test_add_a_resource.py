@@ -19,10 +19,6 @@ from sqlalchemy.engine import URL
 from tests.conftest import ROOT
 
 SECTION = "## Add a resource"
-COPIED = (
-    *("service", "migrations", "tests", "bench"),
-    *("alembic.ini", "pyproject.toml", ".squawk.toml"),
-)
 
 
 def _blocks(readme: str) -> list[tuple[str, str, str]]:
@@ -69,12 +65,12 @@ def _run(copy: Path, *command: str, **env: str) -> str:
 
 def test_readme_add_a_resource_works_as_written(tmp_path: Path, postgres_server: URL) -> None:
     copy = tmp_path / "project"
-    for name in COPIED:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, copy / name)
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, text=True
+    ).stdout
+    for name in filter(None, tracked.split("\0")):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
     blocks = _blocks((ROOT / "README.md").read_text())
     assert {path for path, _, _ in blocks} == {
         "service/models.py",
