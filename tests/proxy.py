@@ -1,5 +1,5 @@
 """A TCP proxy between the service and Postgres that a test can cut, restore, pause and resume,
-and that counts round trips."""
+that counts round trips and can add to their time (bench/runner.py uses it for both)."""
 
 import asyncio
 import contextlib
@@ -18,6 +18,7 @@ class Proxy:
         self.held = asyncio.Event()  # set when a client sent data while paused
         # Each time a client sends after the server has answered (or first) is a round trip.
         self.round_trips = 0
+        self.delay = 0.0  # seconds each round trip waits before it reaches the server
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -84,6 +85,8 @@ class Proxy:
                     await self._flowing.wait()
                 if from_client and not turn["client"]:
                     self.round_trips += 1
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
                 turn["client"] = from_client
                 if self._cut:
                     break
