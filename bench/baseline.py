@@ -251,11 +251,6 @@ def _not_found(user_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"user {user_id} not found")
 
 
-@app.get("/health/live")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
-
-
 @app.get("/users")
 async def list_users(
     request: Request, limit: Limit = 50, cursor: CursorQuery = None

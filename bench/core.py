@@ -78,11 +78,6 @@ async def _signed_in(request: Request) -> AsyncIterator[tuple[AsyncConnection, A
         yield connection, caller
 
 
-@app.get("/health/live")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
-
-
 @app.get("/users")
 async def list_users(
     request: Request, limit: Limit = 50, cursor: CursorQuery = None

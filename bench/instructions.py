@@ -1,16 +1,15 @@
-"""Instructions per request, counted by callgrind: what each app and each layer costs.
+"""Instructions per request of each app, counted by callgrind.
 
     python -m bench.instructions [--db postgres|sqlite] [--endpoints get,list,patch,item]
                                  [--requests 400]
 
 Unlike req/s on a shared machine, an instruction count comes out the same run after run. Each
-row serves one endpoint in one process with no HTTP server (the ASGI app is called directly, as
-uvicorn calls it), under `valgrind --tool=callgrind --instr-atstart=no`; the process switches
-instrumentation on (`callgrind_control -i on`) after 200 warm-up requests and off after the
-measured ones, so the count holds those requests and nothing else. Rows: the baseline, the Core
-rung, the service as deployed (JSON access log), then the service without its access-log line
-(LOG_LEVEL=warning) and without its RequestContext middleware (no request id, access log or
-metrics). Counts leave out the kernel (system calls, the database's own work): see README.md.
+count serves one endpoint's requests (the ones wrk sends, from bench/workload.py) in one process
+with no HTTP server: the ASGI app is called directly, as uvicorn calls it, under
+`valgrind --tool=callgrind --instr-atstart=no`. The process switches instrumentation on
+(`callgrind_control -i on`) after the warm-up requests and off after the measured ones, so the
+count holds those requests and nothing else. Counts leave out the kernel (system calls) and the
+database's own work.
 """
 
 import argparse
@@ -18,61 +17,40 @@ import asyncio
 import importlib
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import uvloop
 from sqlalchemy.engine import URL
 
-from bench.loadgen import PASSWORD, Request, Workload, read_accounts
-from bench.runner import (
-    DEFAULT_POSTGRES,
+from bench.workload import (
+    APPS,
     ENDPOINTS,
-    RESULTS,
     ROOT,
-    fresh_databases,
+    Request,
+    app_env,
+    databases,
+    make_tokens,
     postgres_server,
-    seed,
+    read_requests,
+    write_requests,
 )
-from service import auth
-
-ROWS = {
-    "baseline": ("baseline", {}),
-    "core": ("core", {}),
-    "service": ("service", {}),
-    "service without access log": ("service", {"LOG_LEVEL": "warning"}),
-    "service without RequestContext": ("service", {"BENCH_WITHOUT_CONTEXT": "1"}),
-}
-
-
-def _app(name: str) -> Any:
-    if name != "service":
-        return importlib.import_module(f"bench.{name}").app
-    from service import observability
-    from service.main import app
-
-    if os.environ.get("BENCH_WITHOUT_CONTEXT"):
-        # Before the first request, when Starlette builds its middleware stack from this list.
-        app.user_middleware = [
-            m for m in app.user_middleware if m.cls is not cast(Any, observability.RequestContext)
-        ]
-    return app
 
 
 def _scope(request: Request) -> tuple[dict[str, Any], bytes]:
-    """A load generator's request as uvicorn hands it to the app: an ASGI scope and a body."""
+    """A request as uvicorn hands it to the app: an ASGI scope and a body."""
     path, _, query = request.path.partition("?")
-    content_type, body = request.payload()
-    headers = [(b"host", b"bench"), (b"content-length", str(len(body)).encode())]
-    if request.token is not None:
-        headers.append((b"authorization", f"Bearer {request.token}".encode()))
-    if content_type is not None:
-        headers.append((b"content-type", content_type.encode()))
+    body = request.body.encode()
+    headers = [
+        (b"host", b"bench"),
+        (b"content-length", str(len(body)).encode()),
+        (b"authorization", f"Bearer {request.token}".encode()),
+    ]
+    if body:
+        headers.append((b"content-type", b"application/json"))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -90,14 +68,12 @@ def _scope(request: Request) -> tuple[dict[str, Any], bytes]:
     return scope, body
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    app = _app(os.environ["BENCH_APP"])
-    # The requests bench/loadgen.py sends (and bench/wrk/users.lua): "mixed" takes each in turn.
-    accounts = read_accounts(args.tokens)
-    workload = Workload(args.serve, 1, args.users, "instructions", accounts, rng=random.Random(1))
+async def serve(app: Any, requests: list[Request], warmup: int, measured: int) -> None:
+    """Replay the requests in turn through the app: `warmup` of them, then `measured` with
+    callgrind's instrumentation on. Exits on any answer that is not a 2xx."""
 
-    async def one(state: dict[str, Any]) -> None:
-        scope, body = _scope(workload.next())
+    async def one(n: int, state: dict[str, Any]) -> None:
+        scope, body = _scope(requests[n % len(requests)])
         scope["state"] = dict(state)
         messages = [{"type": "http.request", "body": body, "more_body": False}]
         statuses = []
@@ -113,15 +89,15 @@ async def _serve(args: argparse.Namespace) -> None:
                 statuses.append(message["status"])
 
         await app(scope, receive, send)
-        if statuses[0] >= 300:
+        if not 200 <= statuses[0] < 300:
             raise SystemExit(f"{scope['method']} {scope['path']}: {statuses[0]}")
 
     async with app.router.lifespan_context(app) as state:
-        for _ in range(args.warmup):
-            await one(state or {})
+        for n in range(warmup):
+            await one(n, state or {})
         _instrument("on")
-        for _ in range(args.requests):
-            await one(state or {})
+        for n in range(warmup, warmup + measured):
+            await one(n, state or {})
         _instrument("off")
 
 
@@ -132,74 +108,60 @@ def _instrument(switch: str) -> None:
     subprocess.run(command, check=True, capture_output=True)
 
 
-def count(row: str, endpoint: str, url: URL, tokens: Path, args: argparse.Namespace) -> int:
-    """Instructions per request for one row and endpoint."""
-    app, extra = ROWS[row]
-    env = os.environ | {
-        "BENCH_APP": app,
-        "BENCH_UNDER_CALLGRIND": "1",
-        "DATABASE_URL": url.render_as_string(hide_password=False),
-        "DB_POOL_SIZE": "10",
-        "DB_MAX_OVERFLOW": "0",
-        "LOG_LEVEL": "info",
-        "LOG_FORMAT": "json",
-        "PYTHONHASHSEED": "0",
-    }
+def count(app: str, url: URL, requests_file: Path, args: argparse.Namespace) -> int:
+    """Instructions per request for one app and one requests file."""
+    env = app_env(url) | {"BENCH_APP": app, "BENCH_UNDER_CALLGRIND": "1", "PYTHONHASHSEED": "0"}
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "callgrind.log"
         cmd = [
             *("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--log-file={log}"),
             *("--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.instructions"),
-            *("--serve", endpoint, "--tokens", str(tokens), "--users", str(args.users)),
+            *("--serve", str(requests_file)),
             *("--requests", str(args.requests), "--warmup", str(args.warmup)),
         ]
-        done = subprocess.run(
-            cmd, cwd=ROOT, env=env | extra, capture_output=True, text=True, check=False
-        )
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise SystemExit(f"{row} {endpoint} failed:\n{done.stderr[-3000:]}")
+            raise SystemExit(f"{app} {requests_file.name} failed:\n{done.stderr[-3000:]}")
         for line in log.read_text().splitlines():
             if "Collected :" in line:
-                total = int(line.split(":")[-1])
-                return total // int(args.requests)
-    raise SystemExit(f"{row} {endpoint}: no count in callgrind's log")
+                return int(line.split(":")[-1]) // int(args.requests)
+    raise SystemExit(f"{app} {requests_file.name}: no count in callgrind's log")
+
+
+async def count_all(args: argparse.Namespace) -> dict[str, dict[str, int]]:
+    endpoints = args.endpoints.split(",")
+    server = postgres_server() if args.db == "postgres" else None
+    tokens = make_tokens(args.users)
+    counts: dict[str, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_requests(Path(tmp), endpoints, tokens, args.users)
+        async with databases(server, args.users, tokens) as urls:
+            print(f"| {args.db} | " + " | ".join(ENDPOINTS[e] for e in endpoints) + " |")
+            print("|---|" + "--:|" * len(endpoints))
+            for app in APPS:
+                counts[app] = {}
+                for e in endpoints:
+                    # One at a time: callgrind runs many times slower, and counts are per process.
+                    counts[app][e] = await asyncio.to_thread(count, app, urls[app], files[e], args)
+                print(f"| {app} | " + " | ".join(f"{counts[app][e]:,}" for e in endpoints) + " |")
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--endpoints", default="get", help="comma-separated: get,list,patch,item")
-    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to count")
-    parser.add_argument("--requests", type=int, default=400, help="measured per row (400)")
+    parser.add_argument("--requests", type=int, default=400, help="measured per count (400)")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests first (200)")
     parser.add_argument("--users", type=int, default=10_000, help="users seeded (10000)")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)  # the process under callgrind
-    parser.add_argument("--tokens", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the process under callgrind
     args = parser.parse_args()
     if args.serve:
-        uvloop.run(_serve(args))
+        name = os.environ["BENCH_APP"]
+        app = importlib.import_module(APPS[name].split(":")[0]).app
+        uvloop.run(serve(app, read_requests(args.serve), args.warmup, args.requests))
         return
-    endpoints = args.endpoints.split(",")
-    server = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
-    postgres = postgres_server(server) if args.db == "postgres" else nullcontext((None, ""))
-    with postgres as (server_url, _), fresh_databases(args.db, server_url) as urls:
-        password_hash = asyncio.run(auth.hash_password(PASSWORD))
-        tokens_of = {}
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        for app, url in urls.items():
-            env = os.environ | {"DATABASE_URL": url.render_as_string(hide_password=False)}
-            alembic = [sys.executable, "-m", "alembic", "upgrade", "head"]
-            subprocess.run(alembic, cwd=ROOT, env=env, check=True, capture_output=True)
-            tokens = asyncio.run(seed(url, args.users, password_hash))
-            tokens_of[app] = RESULTS / f"instructions-{app}-tokens.txt"
-            tokens_of[app].write_text("".join(f"{i} {t}\n" for i, t in tokens.items()))
-        counts: dict[str, dict[str, int]] = {}
-        print(f"| {args.db} | " + " | ".join(ENDPOINTS[e] for e in endpoints) + " |")
-        print("|---|" + "--:|" * len(endpoints))
-        for row in args.rows.split(","):
-            app, _ = ROWS[row]
-            counts[row] = {e: count(row, e, urls[app], tokens_of[app], args) for e in endpoints}
-            print(f"| {row} | " + " | ".join(f"{counts[row][e]:,}" for e in endpoints) + " |")
+    counts = asyncio.run(count_all(args))
     print("BENCH_JSON " + json.dumps(counts))
 
 
