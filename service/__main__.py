@@ -4,14 +4,15 @@
 - Workers: --workers, else WEB_CONCURRENCY (from the environment or .env). With more than one,
   Prometheus metrics are kept in files shared by the workers (prometheus_client's multiprocess
   mode): PROMETHEUS_MULTIPROC_DIR, or a new temporary directory, emptied at start.
-- Logging: uvicorn's own lines, the worker supervisor's included, in LOG_FORMAT
-  (service/logging.json), as the app's are.
+- Logging: uvicorn gets service/logs.py's set-up (--log-config), so that its own lines, the
+  worker supervisor's included, come out as the app's do.
 - On SIGTERM uvicorn drains in-flight requests (up to --timeout-graceful-shutdown), runs the
   lifespan shutdown, then re-raises the signal so the process dies of it (exit 143). Here that
   re-raised signal is ignored instead: a drained, clean shutdown exits 0, which is what process
   supervisors and `docker stop` read as success.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from uvicorn.main import main as uvicorn_cli
 
-from service.config import ConfigError, load_settings
+from service import logs
+from service.config import ConfigError, Settings, load_settings
 
 
 def _workers(args: list[str]) -> str | None:
@@ -34,15 +36,17 @@ def _workers(args: list[str]) -> str | None:
     return None
 
 
-def _shared_metrics_directory() -> None:
-    """Set PROMETHEUS_MULTIPROC_DIR for the workers (they inherit it), and empty it: files
-    left by an earlier run would add their counts to this one's."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-        prefix="service-metrics-"
+def _shared_metrics_directory(settings: Settings) -> None:
+    """PROMETHEUS_MULTIPROC_DIR, or a new directory, emptied: files left by an earlier run would
+    add their counts to this one's."""
+    directory = settings.PROMETHEUS_MULTIPROC_DIR or Path(
+        tempfile.mkdtemp(prefix="service-metrics-")
     )
     shutil.rmtree(directory, ignore_errors=True)
-    os.makedirs(directory)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    directory.mkdir(parents=True)
+    # Set for the workers, which inherit it: prometheus_client reads it when imported, and
+    # their settings from it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def main() -> None:
@@ -56,11 +60,15 @@ def main() -> None:
         workers = str(settings.WEB_CONCURRENCY)
         args = ["--workers", workers, *args]
     if workers != "1":  # uvicorn itself refuses a --workers that is not a number
-        _shared_metrics_directory()
-    if not any(arg.startswith("--log-config") for arg in args):
-        args = ["--log-config", str(Path(__file__).with_name("logging.json")), *args]
+        _shared_metrics_directory(settings)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-    uvicorn_cli.main(args=["service.main:app", *args], prog_name="python -m service")
+    with tempfile.TemporaryDirectory(prefix="service-") as directory:
+        if not any(arg.startswith("--log-config") for arg in args):
+            # uvicorn applies a logging set-up of its own unless given one, as a file.
+            log_config = Path(directory) / "logging.json"
+            log_config.write_text(json.dumps(logs.dict_config(settings)))
+            args = ["--log-config", str(log_config), *args]
+        uvicorn_cli.main(args=["service.main:app", *args], prog_name="python -m service")
 
 
 if __name__ == "__main__":

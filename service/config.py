@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     MIGRATION_LOCK_TIMEOUT: float = Field(default=5, gt=0)
     # Worker processes of `python -m service` (uvicorn reads the same variable).
     WEB_CONCURRENCY: int = Field(default=1, ge=1)
+    # Where the workers' metrics files go (prometheus_client's multiprocess mode);
+    # `python -m service` sets it when it starts more than one worker.
+    PROMETHEUS_MULTIPROC_DIR: Path | None = None
+    # The Alembic configuration whose migrations /health compares the database with (Alembic's
+    # own variable, for `alembic -c`).
+    ALEMBIC_CONFIG: Path = Path("alembic.ini")
+
+    # DATABASE_URL, or the file's, normalised: read once, when the settings are.
+    _database_url: URL = PrivateAttr()
 
     @model_validator(mode="after")
     def _no_unknown_keys(self) -> "Settings":
@@ -75,8 +84,9 @@ class Settings(BaseSettings):
             )
         return self
 
-    @property
-    def database_url(self) -> URL:
+    @model_validator(mode="after")
+    def _read_database_url(self) -> "Settings":
+        # A ConfigError passes through pydantic as it is: its one line, not a ValidationError.
         raw = self.DATABASE_URL
         if self.DATABASE_URL_FILE is not None:
             try:
@@ -85,7 +95,12 @@ class Settings(BaseSettings):
                 raise ConfigError(
                     f"DATABASE_URL_FILE: cannot read {self.DATABASE_URL_FILE} ({exc.strerror})"
                 ) from None
-        return normalize_database_url(raw)
+        self._database_url = normalize_database_url(raw)
+        return self
+
+    @property
+    def database_url(self) -> URL:
+        return self._database_url
 
     def database_description(self) -> str:
         """The database URL as logs may show it, and where it came from."""
@@ -133,7 +148,6 @@ def load_settings() -> Settings:
         # pydantic's own message echoes the input, which may hold a password.
         problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
-    settings.database_url  # noqa: B018 - validate the URL now, not on the first request
     return settings
 
 

@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from service import observability
+from service import logs, observability
 from service.api import auth, errors, health, items, users
 from service.config import ConfigError, Settings, load_settings
 from service.db import ConnectionGate, Database, create_engine
@@ -51,7 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await sampling
         await engine.dispose()
         log.info("database connections closed")
-        observability.forget_this_process()
+        observability.forget_this_process(settings)
         if tracer_provider is not None:
             observability.untrace_statements()
             tracer_provider.shutdown()  # sends the spans still buffered
@@ -64,8 +63,7 @@ def create_app(
     tracer_provider: "TracerProvider | None" = None,
 ) -> FastAPI:
     """The app for these settings. Traces go to `tracer_provider` if given, else over OTLP
-    when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
-    logging.getLogger("service").setLevel(settings.LOG_LEVEL.upper())
+    when OTEL_EXPORTER_OTLP_ENDPOINT is set. Logging is the process's: see service/logs.py."""
     # FastAPI with /docs and /redoc served from the package's own files, not a CDN.
     app = FastAPIOffline(
         title="service",
@@ -76,9 +74,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    app.state.migrations = health.read_migrations(
-        alembic_ini or os.environ.get("ALEMBIC_CONFIG", "alembic.ini")
-    )
+    app.state.migrations = health.read_migrations(alembic_ini or str(settings.ALEMBIC_CONFIG))
     # The busiest routes first: a request is matched against the routes in this order.
     routers = (users.router, items.router, auth.router, health.router)
     errors.claim_literal_paths(app, routers)  # before the routers: it says why
@@ -91,9 +87,7 @@ def create_app(
     app.state.tracer_provider = tracer_provider
     app.add_middleware(
         observability.RequestContext,
-        access_log=observability.access_logger(
-            level=settings.LOG_LEVEL, format=settings.LOG_FORMAT
-        ),
+        access_log=logs.access_logger(settings),
         tracing=tracer_provider is not None,
     )
     if tracer_provider is not None:
@@ -104,14 +98,11 @@ def create_app(
 def _app_from_environment() -> FastAPI:
     try:
         settings = load_settings()
-        app = create_app(settings)
+        logs.configure(settings)
+        return create_app(settings)
     except ConfigError as exc:
         # One clear line instead of a traceback from inside uvicorn.
         raise SystemExit(f"error: {exc}") from None
-    observability.configure_logging(
-        level=settings.LOG_LEVEL, format=settings.LOG_FORMAT, sql=settings.DB_ECHO
-    )
-    return app
 
 
 app = _app_from_environment()

@@ -1,8 +1,6 @@
-"""What an operator sees: logs, request ids, the access log, Prometheus metrics, traces.
+"""What an operator sees, besides the log lines (service/logs.py): request ids, the access
+line, Prometheus metrics, traces.
 
-- Logging goes through the standard library, rendered by structlog's ProcessorFormatter: one
-  line per event, JSON (LOG_FORMAT=json) or plain text, uvicorn's and SQLAlchemy's own lines
-  included, each carrying the request id of the request it was written for.
 - RequestContext, the outermost middleware of ours, gives each request its id (X-Request-ID),
   writes its one access-log line, counts it in the metrics, and answers 500 to an exception no
   handler took, logging it once.
@@ -16,12 +14,10 @@ import functools
 import logging
 import os
 import re
-import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import orjson
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -39,7 +35,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.config import ConfigError, load_settings
+from service.config import Settings
 from service.db import Database
 
 if TYPE_CHECKING:
@@ -71,105 +67,6 @@ WAITING = Gauge(
     "Requests waiting for a database connection.",
     multiprocess_mode="livesum",
 )
-
-
-def formatter(format: str) -> logging.Formatter:
-    """One event per line: JSON objects for "json", readable text otherwise."""
-    shared: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,  # the request id
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.ExtraAdder(),
-        _without_color_message,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    rendering: list[Any] = (
-        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
-        if format == "json"
-        else [
-            structlog.dev.ConsoleRenderer(
-                colors=False, exception_formatter=structlog.dev.plain_traceback
-            )
-        ]
-    )
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
-    )
-
-
-def access_logger(*, level: str, format: Literal["console", "json"]) -> Any:
-    """The access log: one line per request, in the format of every other line.
-
-    Written by structlog's own logger, which skips the standard library's records, handlers
-    and formatter: the line every request writes costs a third of what it did through them.
-    """
-    processors: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,  # the request id
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer(_orjson_text)
-        if format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    logger = structlog.wrap_logger(
-        _Stderr(),
-        processors=[*processors, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(level.upper()),
-        cache_logger_on_first_use=True,
-    )
-    return logger.bind(logger="service.access")
-
-
-def _orjson_text(event: Any, **_options: Any) -> str:
-    return orjson.dumps(event).decode()
-
-
-class _Stderr:
-    """A structlog logger: each line to the sys.stderr of the moment, as logging's are."""
-
-    def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    info = msg
-
-
-def formatter_from_environment() -> logging.Formatter:
-    """The formatter of service/logging.json, which `python -m service` gives uvicorn, so that
-    its own lines, the supervisor's included, come out in LOG_FORMAT too (from .env too)."""
-    try:
-        return formatter(load_settings().LOG_FORMAT)
-    except ConfigError:  # the app, imported next, says which setting in one line
-        return formatter("console")
-
-
-def _without_color_message(
-    _logger: Any, _method: str, event: structlog.typing.EventDict
-) -> structlog.typing.EventDict:
-    event.pop("color_message", None)  # uvicorn's copy of the message, with terminal colours
-    return event
-
-
-def configure_logging(*, level: str, format: Literal["console", "json"], sql: bool) -> None:
-    """Every logger, ours and the libraries', through one handler in one format."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(formatter(format))
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("service").setLevel(level.upper())
-    # uvicorn may have set up handlers of its own before importing us: ours replace them. Its
-    # access log is off: RequestContext writes one with the route template and request id.
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True
-    if sql:
-        # Instead of create_engine(echo=True), which adds a handler of its own. Statement
-        # parameters stay hidden (hide_parameters in service/db.py).
-        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
 
 
 class RequestContext:
@@ -280,16 +177,17 @@ def measure_pool(database: Database) -> None:
 async def metrics(request: Request) -> Response:
     """GET /metrics, Prometheus's text format; every worker's figures when there are several."""
     measure_pool(request.app.state.database)
+    settings: Settings = request.app.state.settings
     registry = REGISTRY
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    if settings.PROMETHEUS_MULTIPROC_DIR is not None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def forget_this_process() -> None:
+def forget_this_process(settings: Settings) -> None:
     """At a worker's exit: its gauges leave the multiprocess sums."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    if settings.PROMETHEUS_MULTIPROC_DIR is not None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 

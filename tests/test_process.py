@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -40,6 +42,10 @@ def _env(database_url: str | None, **extra: str) -> dict[str, str]:
     return env | extra
 
 
+SERVICE = ("-m", "service")
+UVICORN = ("-m", "uvicorn", "service.main:app")
+
+
 class Server:
     def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
         self.process = process
@@ -57,15 +63,19 @@ class Server:
 
 @asynccontextmanager
 async def uvicorn(
-    database_url: str | None, *args: str, cwd: Path = ROOT, **env: str
+    database_url: str | None,
+    *args: str,
+    cwd: Path = ROOT,
+    command: tuple[str, ...] = SERVICE,
+    **env: str,
 ) -> AsyncIterator[Server]:
     """`python -m service` in `cwd` (the repo root, or an older release's source): uvicorn on
-    service.main:app, exiting 0 after a graceful stop."""
+    service.main:app, exiting 0 after a graceful stop. Or another `command`, such as UVICORN."""
     port = _free_port()
     # A session of its own: if the test fails, its worker processes go down with it too
     # (killed alone, the supervisor would leave them holding our output pipe).
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "--port", str(port), *args,
+        sys.executable, *command, "--port", str(port), *args,
         cwd=cwd, env=_env(database_url, **env), start_new_session=True,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
@@ -214,32 +224,52 @@ async def test_sigterm_finishes_in_flight_request_and_exits_cleanly(postgres_url
     assert "database connections closed" in server.output
 
 
-async def test_json_logs_one_object_per_line_with_request_ids(fresh_url: URL) -> None:
-    # An empty database: requests reach it and get 503, which logs an error for its request.
-    url = fresh_url.render_as_string(hide_password=False)
-    async with uvicorn(url, LOG_FORMAT="json") as server:
+async def _json_log_run(url: str, command: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The log lines of a server on `url` that answers a failing read and an unknown path."""
+    async with uvicorn(url, command=command, LOG_FORMAT="json") as server:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             failed = await client.get(
                 "/users/7", headers={"Authorization": f"Bearer {'x' * 43}", "X-Request-ID": "r-1"}
             )
-            missing = await client.get("/nope")
+            await client.get("/nope", headers={"X-Request-ID": "r-2"})
         await server.stop()
-
-    events = [json.loads(line) for line in server.output.splitlines() if line.strip()]
-    access = [e for e in events if e["logger"] == "service.access"]
     assert failed.status_code == 503
-    assert [(e["method"], e["route"], e["status"]) for e in access] == [
-        ("GET", "/health/live", 200),  # the start-up probe
-        ("GET", "/users/{user_id}", 503),
-        ("GET", "unmatched", 404),
+    return [json.loads(line) for line in server.output.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("command", [SERVICE, UVICORN], ids=["python -m service", "uvicorn"])
+async def test_json_logs_one_object_per_line_with_request_ids(
+    fresh_url: URL, command: tuple[str, ...]
+) -> None:
+    # An empty database: requests reach it and get 503, which logs an error for its request.
+    events = await _json_log_run(fresh_url.render_as_string(hide_password=False), command)
+
+    access = [e for e in events if e["logger"] == "service.access"]
+    assert [(e["method"], e["route"], e["status"], e["request_id"]) for e in access[1:]] == [
+        ("GET", "/users/{user_id}", 503, "r-1"),
+        ("GET", "unmatched", 404, "r-2"),
     ]
-    assert access[1]["request_id"] == "r-1"
-    assert access[2]["request_id"] == missing.headers["x-request-id"]
+    assert access[0]["route"] == "/health/live"  # the start-up probe
     assert all(isinstance(e["duration_ms"], float) for e in access)
     (error,) = [e for e in events if e["level"] == "error"]
     assert error["request_id"] == "r-1"
     assert error["event"].startswith("GET /users/7: database schema does not match the code: ")
     assert any(e["logger"] == "uvicorn.error" for e in events)  # uvicorn's own lines too
+
+
+async def test_python_m_service_and_plain_uvicorn_log_the_same_lines(fresh_url: URL) -> None:
+    url = fresh_url.render_as_string(hide_password=False)
+
+    def shape(events: list[dict[str, Any]]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+        # Times, ports, process ids and durations differ from run to run; nothing else may.
+        return [
+            (e["logger"], e["level"], re.sub(r"\d+", "N", e["event"]), tuple(sorted(e)))
+            for e in events
+        ]
+
+    service, plain = await _json_log_run(url, SERVICE), await _json_log_run(url, UVICORN)
+
+    assert shape(service) == shape(plain)
 
 
 async def test_metrics_count_every_workers_requests(migrated_url: URL) -> None:
