@@ -1,4 +1,6 @@
-"""Errors the domain raises; each carries the HTTP status it maps to (service/api/errors.py).
+"""Errors the domain raises; each carries the HTTP status it maps to and, as its docstring, what
+that status means to a client: service/api/errors.py answers them and documents them in the
+OpenAPI schema of the routes that raise them.
 
 ServiceError
  ├── NotAuthenticated    401  WWW-Authenticate: Bearer
@@ -19,6 +21,8 @@ class ServiceError(Exception):
 
 
 class NotAuthenticated(ServiceError):
+    """Not signed in: no valid bearer token (or, logging in, a wrong email or password)."""
+
     status_code = 401
 
     def __init__(self, detail: str) -> None:
@@ -26,18 +30,26 @@ class NotAuthenticated(ServiceError):
 
 
 class Forbidden(ServiceError):
+    """Signed in, but not as the owner of what the request would change."""
+
     status_code = 403
 
 
 class NotFound(ServiceError):
+    """No such user or item."""
+
     status_code = 404
 
 
 class Conflict(ServiceError):
+    """Taken already, such as an email that another user has."""
+
     status_code = 409
 
 
 class TooManyAttempts(ServiceError):
+    """Too many failed logins for this email: locked until the time in Retry-After."""
+
     status_code = 429
 
     def __init__(self, detail: str, *, retry_after: int) -> None:

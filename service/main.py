@@ -70,7 +70,7 @@ def create_app(
         summary="Users and their items, on async SQLAlchemy.",
         version="0.1.0",
         lifespan=lifespan,
-        responses=errors.openapi_errors(),
+        responses=errors.COMMON_RESPONSES,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings

@@ -104,11 +104,10 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("%s %s failed", scope["method"], scope["path"])
+        except Exception as exc:
+            response = internal_error(scope["method"], scope["path"], exc)
             if not status:  # else the response is half sent: the server closes it
-                body = {"detail": "internal server error", "request_id": request_id}
-                await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
+                await response(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
             route = _route(scope, root_path)
@@ -124,6 +123,13 @@ class RequestContext:
                 requests.inc()
                 duration.observe(seconds)
             structlog.contextvars.reset_contextvars(**context)
+
+
+def internal_error(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """The answer to a bug: logged once, with its traceback; the body names the request id."""
+    log.error("%s %s failed", method, path, exc_info=exc)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return JSONResponse({"detail": "internal server error", "request_id": request_id}, 500)
 
 
 @functools.cache

@@ -151,6 +151,14 @@ class ItemRead(BaseModel):
     updated_at: datetime
 
 
+class LoginForm(BaseModel):
+    """OAuth2's password grant, as /docs' Authorize button sends it (its other fields are
+    ignored). Empty values count as missing: the schema says so."""
+
+    username: str = Field(min_length=1, description="Your email, in any case.")
+    password: str = Field(min_length=1, json_schema_extra={"format": "password"})
+
+
 class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme's name, not a secret

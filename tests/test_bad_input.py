@@ -200,6 +200,8 @@ class BadBody:
     name: str
     content: Callable[[dict[str, Any]], bytes]  # from a body the endpoint accepts
     headers: dict[str, str]
+    # 400: FastAPI's own, for a body it cannot even parse; 422 for one it parsed.
+    status: int = 422
 
 
 def _json(transform: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], bytes]:
@@ -234,14 +236,14 @@ BAD_BODIES = [
     BadBody("all-nan", _json(lambda body: dict.fromkeys(body, float("nan"))), JSON),
     BadBody("all-infinity", _json(lambda body: dict.fromkeys(body, float("-inf"))), JSON),
     BadBody("latin1-text", _raw(b"name=\xff\xfe"), {"content-type": "text/plain"}),
-    BadBody("latin1-json", _raw(b'{"name": "\xff"}'), JSON),
-    BadBody("deep-json", _raw(b"[" * 100_000), JSON),
-    BadBody("huge-number", _raw(b'{"name": 1' + b"0" * 5000 + b"}"), JSON),
+    BadBody("latin1-json", _raw(b'{"name": "\xff"}'), JSON, status=400),
+    BadBody("deep-json", _raw(b"[" * 100_000), JSON, status=400),
+    BadBody("huge-number", _raw(b'{"name": 1' + b"0" * 5000 + b"}"), JSON, status=400),
 ]
 
 
 @pytest.mark.parametrize("bad", BAD_BODIES, ids=[b.name for b in BAD_BODIES])
-async def test_write_with_bad_body_returns_422(world: World, bad: BadBody) -> None:
+async def test_write_with_bad_body_returns_4xx(world: World, bad: BadBody) -> None:
     before = await world.snapshot()
 
     for write in WRITES:
@@ -253,7 +255,7 @@ async def test_write_with_bad_body_returns_422(world: World, bad: BadBody) -> No
             headers=bad.headers,
         )
 
-        assert_clear_4xx(response, 422, what)
+        assert_clear_4xx(response, bad.status, what)
 
     assert await world.snapshot() == before
 

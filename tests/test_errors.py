@@ -1,8 +1,10 @@
-"""Errors: a 500 is answered and logged once; 503 only for the database; 405 names every method."""
+"""Errors: a 500 is answered and logged once; 503 only for the database; 405 names every
+method; routes document what they answer."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,8 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from service.api.deps import SessionDep
+from service.errors import ServiceError
 from service.main import create_app
-from tests.conftest import ALEMBIC_INI, settings_for
+from tests.conftest import ALEMBIC_INI, Account, settings_for
 
 router = APIRouter()
 
@@ -98,3 +101,57 @@ async def test_wrong_method_at_users_me_is_405_token_or_not(app: FastAPI) -> Non
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"
     assert by_id.status_code == 401  # an id that is not a number: 401 first, then 422
+
+
+async def test_no_content_answers_carry_no_content_type(
+    client: httpx.AsyncClient, me: Account, make_user: Callable[..., Any]
+) -> None:
+    other: Account = await make_user()
+    item = (await client.post(f"/users/{me.id}/items", json={"title": "T"})).json()
+    answers = [
+        await client.delete(f"/items/{item['id']}"),
+        await client.delete(f"/users/{other.id}", headers=other.headers),
+        await client.delete("/auth/token"),
+    ]
+
+    assert [r.status_code for r in answers] == [204, 204, 204]
+    for response in answers:
+        assert response.content == b""
+        assert "content-type" not in response.headers
+
+
+def test_openapi_documents_the_errors_of_every_route(app: FastAPI) -> None:
+    """Each route's error responses come from the error classes it raises: a signed-in route
+    documents 401, one with input 422, every one 400 and 503, each with its class's words."""
+    described = {e.status_code: e.__doc__ for e in ServiceError.__subclasses__()}
+    operations = [
+        (f"{method.upper()} {path}", operation)
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+    ]
+    assert len(operations) >= 15
+    for name, operation in operations:
+        statuses = {int(status) for status in operation["responses"]}
+        if "security" in operation:
+            assert 401 in statuses, name
+        if operation.get("parameters") or "requestBody" in operation:
+            assert 422 in statuses, name
+        assert {400, 503} <= statuses, name
+        for status in statuses & described.keys():
+            assert operation["responses"][str(status)]["description"] == described[status], name
+
+
+async def test_login_needs_a_username_and_a_password_the_schema_says_so(
+    app: FastAPI,
+) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as anonymous:
+        empty = await anonymous.post("/auth/token", data={"username": "", "password": ""})
+
+    assert empty.status_code == 422
+    assert {tuple(e["loc"]) for e in empty.json()["detail"]} == {
+        ("body", "username"),
+        ("body", "password"),
+    }
+    form = app.openapi()["components"]["schemas"]["LoginForm"]["properties"]
+    assert form["username"]["minLength"] == form["password"]["minLength"] == 1

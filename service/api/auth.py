@@ -1,30 +1,25 @@
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 
 from service import auth
 from service.api.deps import BearerToken, CurrentUser, SessionDep, password_turn
+from service.api.errors import documented
 from service.config import Settings
-from service.errors import NotAuthenticated
-from service.schemas import Token
+from service.errors import NotAuthenticated, TooManyAttempts
+from service.schemas import LoginForm, Token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
-
-_401: dict[int | str, dict[str, Any]] = {401: {"description": "Incorrect email or password"}}
-_429: dict[int | str, dict[str, Any]] = {
-    429: {"description": "Too many failed logins for this email; see Retry-After"}
-}
 
 
 @router.post(
     "/token",
-    responses=_401 | _429,
+    responses=documented(NotAuthenticated, TooManyAttempts),
     dependencies=[Depends(password_turn)],
     summary="Log in: trade email and password for a token",
 )
 async def log_in(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, request: Request
+    form: Annotated[LoginForm, Form()], session: SessionDep, request: Request
 ) -> Token:
     """OAuth2's password grant: `username` is the email (any case). What /docs' Authorize
     button sends."""
@@ -44,7 +39,11 @@ async def log_in(
 
 
 @router.delete(
-    "/token", status_code=status.HTTP_204_NO_CONTENT, summary="Log out: revoke the token"
+    "/token",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=documented(NotAuthenticated),
+    summary="Log out: revoke the token",
 )
 async def log_out(_caller: CurrentUser, token: BearerToken, session: SessionDep) -> None:
     await auth.revoke_token(session, token)

@@ -1,13 +1,12 @@
-"""How errors become responses: one handler per kind, and the 500 for everything else.
+"""How errors become responses, and how routes document them.
 
-ServiceError (service/errors.py)   its status_code, {"detail": ...}
-RequestValidationError             422, FastAPI's list of errors, safe to write out
-HTTPException                      as FastAPI answers, but 400 -> 422, and 405 naming the methods
-                                   of the path (/users/me is a path of its own)
-DatabaseUnavailable, pool timeout  503, Retry-After; the log names the cause and the database
-DBAPIError                         503 if the database is down, busy or its schema does not match
-                                   the code; else 500
-anything else                      500, logged once with its traceback (ServerErrors)
+ServiceError (service/errors.py)  its status code and {"detail": ...}; `documented(...)` puts the
+                                  ones a route raises in its OpenAPI responses
+RequestValidationError            422, FastAPI's list of errors, made safe to send
+HTTPException (FastAPI's own)     as FastAPI answers it, a 405 naming every method of the path
+DatabaseUnavailable               503, Retry-After; the log names the cause and the database
+DBAPIError                        503 when the database cannot serve, or lacks a table or column
+                                  the code uses; else a bug: a 500, as for any other exception
 """
 
 import json
@@ -31,6 +30,7 @@ from starlette.routing import Route
 
 from service.db import Database, DatabaseUnavailable, unavailable_reason
 from service.errors import ServiceError
+from service.observability import internal_error
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,22 @@ class ErrorDetail(BaseModel):
     detail: str
 
 
+def documented(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of a route that raises these errors: each class knows its own."""
+    return {
+        error.status_code: {"model": ErrorDetail, "description": error.__doc__} for error in errors
+    }
+
+
+# What any route may answer, besides its own errors.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    # FastAPI's own, for a body it cannot even parse (not UTF-8, nested too deep, a number too
+    # large); a body that is not JSON at all is a 422 (https://github.com/fastapi/fastapi/pull/14400).
+    400: {"model": ErrorDetail, "description": "The request's body could not be parsed"},
+    503: {"model": ErrorDetail, "description": "Database unavailable or busy"},
+}
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
@@ -61,10 +77,11 @@ def install(app: FastAPI) -> None:
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, without the value of any password field, and safe to send: FastAPI's own
+    handler fails (500) on input that the errors echo but JSON output cannot hold: NaN and
+    Infinity (https://github.com/fastapi/fastapi/issues/459), lone surrogates ("\ud800" is
+    valid JSON), bytes that are not UTF-8."""
     assert isinstance(exc, RequestValidationError)
-    # FastAPI's own 422, except that its default handler fails (500) on input that the errors
-    # echo but JSON output cannot hold: NaN and Infinity (Python's JSON parser takes them),
-    # lone surrogates ("\ud800" is valid JSON), a body that is not UTF-8.
     errors = jsonable_encoder(
         [_hide_passwords(error) for error in exc.errors()],
         custom_encoder={
@@ -103,24 +120,15 @@ def _finite_or_text(number: float) -> float | str:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 400:
-        # Our code raises no 400: this is FastAPI failing to parse a body that is not UTF-8,
-        # nested too deep or holds too large a number. Like a JSON syntax error, that is a
-        # 422 "JSON decode error", the status the schema documents for bad input.
-        error = {
-            "type": "json_invalid",
-            "loc": ("body",),
-            "msg": "JSON decode error",
-            "input": {},
-            "ctx": {"error": "the body is not UTF-8, or too deep or too large to parse"},
-        }
-        return await _invalid_request(request, RequestValidationError([error]))
     if exc.status_code == 405:
-        # The router names only the methods of the first route whose path matched; the Allow
-        # header must list every method the path supports (RFC 9110).
-        allowed = ", ".join(sorted(_methods_of(request.app, request.url.path)))
-        exc = HTTPException(405, exc.detail, headers={"Allow": allowed})
+        exc = HTTPException(405, exc.detail, headers={"Allow": _allowed(request)})
     return await http_exception_handler(request, exc)
+
+
+def _allowed(request: Request) -> str:
+    """The Allow header of a 405: every method of the path (RFC 9110), where the router names
+    only those of the first route that matched it (https://github.com/fastapi/fastapi/issues/4478)."""
+    return ", ".join(sorted(_methods_of(request.app, request.url.path)))
 
 
 def _methods_of(app: FastAPI, path: str) -> set[str]:
@@ -172,9 +180,7 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     database: Database = request.app.state.database
-    reason = unavailable_reason(exc, database.engine.url)
-    if reason is None:
-        raise exc  # a bug, not an outage: RequestContext answers 500
+    reason = unavailable_reason(exc, database.engine.url) or type(exc).__name__
     log.warning("%s %s: database unavailable: %s", request.method, request.url.path, reason)
     return JSONResponse({"detail": UNAVAILABLE}, status_code=503, headers={"Retry-After": "1"})
 
@@ -195,8 +201,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             message,
         )
         return JSONResponse({"detail": NOT_MIGRATED}, status_code=503)
+    database: Database = request.app.state.database
+    if unavailable_reason(exc, database.engine.url) is None:
+        return internal_error(request.method, request.url.path, exc)  # a bug, not an outage
     return await _unavailable(request, exc)
-
-
-def openapi_errors() -> dict[int | str, dict[str, Any]]:
-    return {503: {"model": ErrorDetail, "description": "Database unavailable or busy"}}

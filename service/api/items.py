@@ -1,25 +1,20 @@
-from typing import Any
-
 from fastapi import APIRouter, Response, status
 
 from service import items
 from service.api.deps import CurrentUser, CursorQuery, ItemId, Limit, SessionDep, UserId
+from service.api.errors import documented
+from service.errors import Forbidden, NotAuthenticated, NotFound
 from service.models import Item
 from service.schemas import ItemCreate, ItemRead, ItemUpdate, Page, encode_cursor
 
 router = APIRouter(tags=["items"])
-
-_401: dict[int | str, dict[str, Any]] = {401: {"description": "No valid bearer token"}}
-_403: dict[int | str, dict[str, Any]] = {403: {"description": "Not yours"}}
-_404_user: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
-_404_item: dict[int | str, dict[str, Any]] = {404: {"description": "No such item"}}
 
 
 @router.post(
     "/users/{user_id}/items",
     status_code=status.HTTP_201_CREATED,
     response_model=ItemRead,
-    responses=_401 | _403 | _404_user,
+    responses=documented(NotAuthenticated, NotFound, Forbidden),
     summary="Create an item of your own",
 )
 async def create_item(
@@ -30,7 +25,11 @@ async def create_item(
     return item
 
 
-@router.get("/users/{user_id}/items", responses=_401 | _404_user, summary="List a user's items")
+@router.get(
+    "/users/{user_id}/items",
+    responses=documented(NotAuthenticated, NotFound),
+    summary="List a user's items",
+)
 async def list_items(
     _caller: CurrentUser,
     user_id: UserId,
@@ -44,7 +43,10 @@ async def list_items(
 
 
 @router.get(
-    "/items/{item_id}", response_model=ItemRead, responses=_401 | _404_item, summary="Get an item"
+    "/items/{item_id}",
+    response_model=ItemRead,
+    responses=documented(NotAuthenticated, NotFound),
+    summary="Get an item",
 )
 async def get_item(_caller: CurrentUser, item_id: ItemId, session: SessionDep) -> Item:
     return await items.get_item(session, item_id)
@@ -53,7 +55,7 @@ async def get_item(_caller: CurrentUser, item_id: ItemId, session: SessionDep) -
 @router.patch(
     "/items/{item_id}",
     response_model=ItemRead,
-    responses=_401 | _403 | _404_item,
+    responses=documented(NotAuthenticated, NotFound, Forbidden),
     summary="Change some of your item's fields",
 )
 async def update_item(
@@ -65,7 +67,8 @@ async def update_item(
 @router.delete(
     "/items/{item_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_401 | _403 | _404_item,
+    response_class=Response,
+    responses=documented(NotAuthenticated, NotFound, Forbidden),
     summary="Delete your item",
 )
 async def delete_item(caller: CurrentUser, item_id: ItemId, session: SessionDep) -> None:

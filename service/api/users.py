@@ -1,5 +1,3 @@
-from typing import Any
-
 from fastapi import APIRouter, Depends, Response, status
 
 from service import auth, users
@@ -12,22 +10,19 @@ from service.api.deps import (
     UserId,
     password_turn,
 )
+from service.api.errors import documented
+from service.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from service.models import User
 from service.schemas import Page, UserCreate, UserRead, UserUpdate, encode_cursor
 
 router = APIRouter(prefix="/users", tags=["users"])
-
-_401: dict[int | str, dict[str, Any]] = {401: {"description": "No valid bearer token"}}
-_403: dict[int | str, dict[str, Any]] = {403: {"description": "Not your account"}}
-_404: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
-_409: dict[int | str, dict[str, Any]] = {409: {"description": "Another user has this email"}}
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=_409,
+    responses=documented(Conflict),
     dependencies=[Depends(password_turn)],
     summary="Sign up (no token needed)",
 )
@@ -38,12 +33,17 @@ async def create_user(data: UserCreate, session: SessionDep, response: Response)
     return user
 
 
-@router.get("/me", response_model=UserRead, responses=_401, summary="The user the token belongs to")
+@router.get(
+    "/me",
+    response_model=UserRead,
+    responses=documented(NotAuthenticated),
+    summary="The user the token belongs to",
+)
 async def me(caller: CurrentUser) -> User:
     return caller
 
 
-@router.get("", responses=_401, summary="List users, oldest first")
+@router.get("", responses=documented(NotAuthenticated), summary="List users, oldest first")
 async def list_users(
     _caller: CurrentUser, session: SessionDep, limit: Limit = 50, cursor: CursorQuery = None
 ) -> Page[UserRead]:
@@ -52,7 +52,12 @@ async def list_users(
     return Page[UserRead].model_validate(page, from_attributes=True)
 
 
-@router.get("/{user_id}", response_model=UserRead, responses=_401 | _404, summary="Get a user")
+@router.get(
+    "/{user_id}",
+    response_model=UserRead,
+    responses=documented(NotAuthenticated, NotFound),
+    summary="Get a user",
+)
 async def get_user(_caller: CurrentUser, user_id: UserId, session: SessionDep) -> User:
     return await users.get_user(session, user_id)
 
@@ -60,7 +65,7 @@ async def get_user(_caller: CurrentUser, user_id: UserId, session: SessionDep) -
 @router.patch(
     "/{user_id}",
     response_model=UserRead,
-    responses=_401 | _403 | _404 | _409,
+    responses=documented(NotAuthenticated, NotFound, Forbidden, Conflict),
     summary="Change some of your own fields",
 )
 async def update_user(
@@ -72,7 +77,8 @@ async def update_user(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_401 | _403 | _404,
+    response_class=Response,
+    responses=documented(NotAuthenticated, NotFound, Forbidden),
     summary="Delete your account, with your items and tokens",
 )
 async def delete_user(caller: CurrentUser, user_id: UserId, session: SessionDep) -> None:
