@@ -105,6 +105,7 @@ def test_readme_add_a_resource_works_as_written(tmp_path: Path, postgres_server:
     tests = (
         "tests/test_migrations.py",
         "tests/test_migration_lint.py",
+        "tests/test_errors.py",  # the OpenAPI schema documents the new routes' errors
         "tests/test_api_samples.py",
     )
     postgres = postgres_server.render_as_string(hide_password=False)
