@@ -1,7 +1,7 @@
 """Passwords, access tokens and the login lock (the domain side; no fastapi here).
 
 Passwords are Argon2id hashes (pwdlib), computed in worker threads, a few at a time, so the
-event loop keeps serving while a login takes its ~100 ms. Tokens are 256 random bits, handed
+event loop keeps serving while a login hashes. Tokens are 256 random bits, handed
 out once and stored only as their SHA-256. Failed logins are rows in login_failures, so the
 lock holds across workers, replicas and restarts.
 """

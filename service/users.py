@@ -19,7 +19,7 @@ COLUMNS = (User.id, User.email, User.name, User.created_at, User.updated_at)
 
 # Statements built once, at import: building one costs more than running it.
 # A new row by one ORM INSERT ... RETURNING: the User it gives is in the session as if added
-# and flushed, for a tenth less of the request's work (bench/README.md).
+# and flushed, for less work per request than add() and flush() (bench/README.md).
 _INSERT = insert(User).returning(User)
 _BY_ID = select(User).where(User.id == bindparam("user_id"))
 # Pages are read-only: rows of the columns shown, no ORM objects to track.
