@@ -7,7 +7,6 @@ checks, its migration tests and the new resource's tests run on the copy, on bot
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT
+from tests.support import ROOT, copy_of_project
 
 SECTION = "## Add a resource"
 
@@ -64,13 +63,7 @@ def _run(copy: Path, *command: str, **env: str) -> str:
 
 
 def test_readme_add_a_resource_works_as_written(tmp_path: Path, postgres_server: URL) -> None:
-    copy = tmp_path / "project"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, text=True
-    ).stdout
-    for name in filter(None, tracked.split("\0")):
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
+    copy = copy_of_project(tmp_path / "project")
     blocks = _blocks((ROOT / "README.md").read_text())
     assert {path for path, _, _ in blocks} == {
         "service/models.py",

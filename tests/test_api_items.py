@@ -3,7 +3,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Account
+from tests.support import Account
 
 
 async def _item(client: httpx.AsyncClient, owner: Account, **body: Any) -> dict[str, Any]:

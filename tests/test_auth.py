@@ -14,10 +14,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.models import AccessToken, LoginFailure, User
-from tests.conftest import PASSWORD, Account, log_in, served, sign_up
+from tests.support import PASSWORD, Account, assert_clear_4xx, log_in, serve, sign_up
 
 TTL, MAX_FAILURES, WINDOW = 123, 3, 900
 WRONG = {"detail": "incorrect email or password"}
+NO_TOKEN = {"detail": "Not authenticated"}
+BAD_TOKEN = {"detail": "invalid or expired token"}
 
 
 @pytest.fixture
@@ -25,15 +27,22 @@ def settings_overrides() -> dict[str, Any]:
     return {"ACCESS_TOKEN_TTL": TTL, "LOGIN_MAX_FAILURES": MAX_FAILURES, "LOGIN_WINDOW": WINDOW}
 
 
-@pytest.fixture
-async def anonymous(app: Any) -> Any:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
-
-
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
     return await client.post("/auth/token", data={"username": email, "password": password})
+
+
+def _assert_401(response: httpx.Response, body: dict[str, str] = BAD_TOKEN) -> None:
+    """Refused for want of a valid token, as the client is told: 401, why, and how to sign in."""
+    assert response.status_code == 401, response.text
+    assert response.json() == body
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def _assert_logged_in(response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    login = response.json()
+    assert (login["token_type"], login["expires_in"]) == ("bearer", TTL)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", login["access_token"])
 
 
 # --- sign-up, login, tokens ------------------------------------------------------------------
@@ -83,9 +92,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(
     ]
 
     for response in answers:
-        assert response.status_code == 401
-        assert response.json() == WRONG
-        assert response.headers["www-authenticate"] == "Bearer"
+        _assert_401(response, WRONG)
     assert await connection.scalar(tokens) == tokens_before
 
 
@@ -102,12 +109,13 @@ PROTECTED = [
     ("DELETE", "/items/{item}"),
     ("DELETE", "/auth/token"),
 ]
+# Each with what the client is told.
 BAD_CREDENTIALS = {
-    "none": {},
-    "not bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
-    "empty bearer": {"Authorization": "Bearer "},
-    "malformed": {"Authorization": "Bearer not a token!"},
-    "unknown": {"Authorization": f"Bearer {'A' * 43}"},
+    "none": ({}, NO_TOKEN),
+    "not bearer": ({"Authorization": "Basic dXNlcjpwYXNz"}, NO_TOKEN),
+    "empty bearer": ({"Authorization": "Bearer "}, BAD_TOKEN),
+    "malformed": ({"Authorization": "Bearer not a token!"}, BAD_TOKEN),
+    "unknown": ({"Authorization": f"Bearer {'A' * 43}"}, BAD_TOKEN),
 }
 
 
@@ -116,17 +124,15 @@ async def test_protected_route_without_a_valid_token_gets_401(
     anonymous: httpx.AsyncClient, client: httpx.AsyncClient, me: Account, credentials: str
 ) -> None:
     item = (await client.post(f"/users/{me.id}/items", json={"title": "T"})).json()
+    headers, answer = BAD_CREDENTIALS[credentials]
 
     for method, path in PROTECTED:
         url = path.format(me=me.id, item=item["id"])
         body = {"title": "X"} if method in {"POST", "PATCH"} else None
-        response = await anonymous.request(
-            method, url, json=body, headers=BAD_CREDENTIALS[credentials]
-        )
+        response = await anonymous.request(method, url, json=body, headers=headers)
 
-        assert response.status_code == 401, f"{method} {path}: {response.text}"
-        assert response.headers["www-authenticate"] == "Bearer"
-    assert (await client.get(f"/items/{item['id']}")).status_code == 200  # nothing changed
+        _assert_401(response, answer)
+    assert (await client.get(f"/items/{item['id']}")).json() == item  # nothing changed
 
 
 async def test_public_routes_need_no_token(anonymous: httpx.AsyncClient) -> None:
@@ -152,6 +158,7 @@ async def test_unknown_path_is_404_with_or_without_a_token(
     response = await anonymous.get("/no/such/path", headers=credentials)
 
     assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
 
 
 async def test_expired_token_gets_401(
@@ -163,8 +170,7 @@ async def test_expired_token_gets_401(
 
     response = await client.get("/users/me")
 
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
+    _assert_401(response)
 
 
 async def test_logout_revokes_only_the_token_it_is_sent_with(
@@ -177,10 +183,10 @@ async def test_logout_revokes_only_the_token_it_is_sent_with(
 
     logout = await anonymous.delete("/auth/token", headers=first)
 
-    assert logout.status_code == 204
-    assert (await anonymous.get("/users/me", headers=first)).status_code == 401
-    assert (await anonymous.delete("/auth/token", headers=first)).status_code == 401
-    assert (await anonymous.get("/users/me", headers=second)).status_code == 200
+    assert (logout.status_code, logout.content) == (204, b"")
+    _assert_401(await anonymous.get("/users/me", headers=first))
+    _assert_401(await anonymous.delete("/auth/token", headers=first))
+    assert (await anonymous.get("/users/me", headers=second)).json()["email"] == "two@example.com"
 
 
 async def test_password_change_revokes_the_users_other_tokens(
@@ -195,10 +201,10 @@ async def test_password_change_revokes_the_users_other_tokens(
 
     assert changed.status_code == 200
     assert "password" not in changed.text
-    assert (await anonymous.get("/users/me", headers=other)).status_code == 401
-    assert (await anonymous.get("/users/me", headers=user.headers)).status_code == 200
-    assert (await _login(anonymous, "pw@example.com", PASSWORD)).status_code == 401
-    assert (await _login(anonymous, "pw@example.com", "a whole new one")).status_code == 200
+    _assert_401(await anonymous.get("/users/me", headers=other))
+    assert (await anonymous.get("/users/me", headers=user.headers)).json() == changed.json()
+    _assert_401(await _login(anonymous, "pw@example.com", PASSWORD), WRONG)
+    _assert_logged_in(await _login(anonymous, "pw@example.com", "a whole new one"))
 
 
 async def test_deleting_a_user_revokes_all_their_tokens(
@@ -207,10 +213,11 @@ async def test_deleting_a_user_revokes_all_their_tokens(
     user: Account = await make_user(email="gone@example.com")
     other = {"Authorization": f"Bearer {await log_in(anonymous, 'gone@example.com')}"}
 
-    assert (await anonymous.delete(f"/users/{user.id}", headers=user.headers)).status_code == 204
+    deleted = await anonymous.delete(f"/users/{user.id}", headers=user.headers)
 
-    assert (await anonymous.get("/users/me", headers=user.headers)).status_code == 401
-    assert (await anonymous.get("/users/me", headers=other)).status_code == 401
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    _assert_401(await anonymous.get("/users/me", headers=user.headers))
+    _assert_401(await anonymous.get("/users/me", headers=other))
     assert await connection.scalar(select(func.count()).select_from(AccessToken)) == 0
 
 
@@ -285,7 +292,7 @@ async def test_checks_come_in_contract_order(
         headers=me.headers if authorised else {},
     )
 
-    assert response.status_code == status, f"{name}: {response.text}"
+    assert_clear_4xx(response, status, name)
 
 
 # --- the login lock --------------------------------------------------------------------------
@@ -311,22 +318,26 @@ async def test_too_many_failures_lock_the_email_whatever_the_password(
     locked = [await _login(anonymous, "lock@example.com", p) for p in ("wrong", PASSWORD)]
     elsewhere = await _login(anonymous, "free@example.com", PASSWORD)
 
-    assert [r.status_code for r in failures] == [401] * MAX_FAILURES
+    for response in failures:
+        _assert_401(response, WRONG)
     for response in locked:
         assert response.status_code == 429
         assert 1 <= int(response.headers["retry-after"]) <= WINDOW
         assert "too many failed logins" in response.json()["detail"]
-    assert elsewhere.status_code == 200
+    _assert_logged_in(elsewhere)
     # Locked answers were not counted: once the window after the locking failure has passed,
     # the right password works again.
     await _shift_failures_back(connection, WINDOW + 1)
-    assert (await _login(anonymous, "lock@example.com", PASSWORD)).status_code == 200
+    _assert_logged_in(await _login(anonymous, "lock@example.com", PASSWORD))
 
 
 async def test_unknown_email_locks_too(anonymous: httpx.AsyncClient) -> None:
     answers = [await _login(anonymous, "nobody@example.com", "x") for _ in range(MAX_FAILURES + 1)]
 
     assert [r.status_code for r in answers] == [401] * MAX_FAILURES + [429]
+    assert answers[-1].json() == {
+        "detail": f"too many failed logins; try again in {answers[-1].headers['retry-after']} s"
+    }
 
 
 async def test_lock_lasts_one_window_from_the_failure_that_set_it(
@@ -349,7 +360,7 @@ async def test_lock_lasts_one_window_from_the_failure_that_set_it(
     assert WINDOW - 5 <= int(locked.headers["retry-after"]) <= WINDOW
     assert still_locked.status_code == 429
     assert int(still_locked.headers["retry-after"]) <= WINDOW - 200
-    assert free.status_code == 200
+    _assert_logged_in(free)
 
 
 async def test_failures_spread_wider_than_the_window_do_not_lock(
@@ -362,7 +373,7 @@ async def test_failures_spread_wider_than_the_window_do_not_lock(
     for _ in range(MAX_FAILURES - 1):
         await _login(anonymous, "spread@example.com", "wrong")
 
-    assert (await _login(anonymous, "spread@example.com", PASSWORD)).status_code == 200
+    _assert_logged_in(await _login(anonymous, "spread@example.com", PASSWORD))
 
 
 async def test_successful_login_resets_the_count(
@@ -374,13 +385,15 @@ async def test_successful_login_resets_the_count(
         statuses.append((await _login(anonymous, "reset@example.com", password)).status_code)
 
     assert statuses == [401] * (MAX_FAILURES - 1) + [200] + [401] * MAX_FAILURES
-    assert (await _login(anonymous, "reset@example.com", PASSWORD)).status_code == 429
+    locked = await _login(anonymous, "reset@example.com", PASSWORD)
+    assert locked.status_code == 429
+    assert "too many failed logins" in locked.json()["detail"]
 
 
 async def test_two_logins_racing_the_threshold_do_not_both_get_through(
     migrated_url: URL,
 ) -> None:
-    async with served(migrated_url, LOGIN_MAX_FAILURES=2) as client:
+    async with serve(migrated_url, LOGIN_MAX_FAILURES=2) as client:
         await sign_up(client, "race@example.com")
         first = await _login(client, "race@example.com", "wrong")
         racing = await asyncio.gather(
@@ -396,13 +409,13 @@ async def test_two_logins_racing_the_threshold_do_not_both_get_through(
 
 
 async def test_password_hashing_does_not_block_the_event_loop(migrated_url: URL) -> None:
-    async with served(migrated_url) as client:
+    async with serve(migrated_url) as client:
         await sign_up(client, "slow@example.com")
         login = asyncio.create_task(_login(client, "slow@example.com", PASSWORD))
         await asyncio.sleep(0)  # the login starts, and hashes in a worker thread
         live = await client.get("/health/live")
         still_hashing = not login.done()
-        assert (await login).status_code == 200
+        assert (await login).json()["token_type"] == "bearer"
 
-    assert live.status_code == 200
+    assert live.json() == {"status": "ok"}
     assert still_hashing

@@ -14,7 +14,7 @@ from service.config import (
     load_settings,
     normalize_database_url,
 )
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 @pytest.fixture(autouse=True)

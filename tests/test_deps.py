@@ -1,13 +1,10 @@
 """A request's database work is one session and one transaction: all or nothing, committed
 before the response; reads on Postgres in autocommit, in two round trips."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,28 +13,15 @@ from starlette.types import Message, Receive, Scope, Send
 from service import users
 from service.api.deps import CurrentUser, SessionDep
 from service.db import create_engine
-from service.main import create_app
 from service.models import User
 from service.schemas import UserCreate
-from tests.conftest import ALEMBIC_INI, PASSWORD, served, settings_for, sign_up
 from tests.proxy import Proxy
+from tests.support import PASSWORD, app_for, client_of, serve, settings_for, sign_up
 
 
 async def _create(session: AsyncSession, email: str, name: str) -> None:
     data = UserCreate(email=email, name=name, password=PASSWORD)
     await users.create_user(session, data=data, password_hash="not-a-real-hash")
-
-
-@asynccontextmanager
-async def _served_with(
-    url: URL, router: APIRouter, **overrides: Any
-) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(settings_for(url, **overrides), alembic_ini=ALEMBIC_INI)
-    app.include_router(router)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
 
 
 async def _stored_names(url: URL) -> list[str]:
@@ -57,10 +41,11 @@ async def test_write_that_fails_half_way_keeps_none_of_its_statements(migrated_u
         await _create(session, "dup@example.com", "First")
         await _create(session, "dup@example.com", "Second")
 
-    async with _served_with(migrated_url, router) as client:
+    async with serve(migrated_url, router) as client:
         response = await client.post("/two")
 
     assert response.status_code == 409
+    assert response.json() == {"detail": "a user with email dup@example.com already exists"}
     assert await _stored_names(migrated_url) == []
 
 
@@ -72,15 +57,16 @@ async def test_write_then_unexpected_error_rolls_back(migrated_url: URL) -> None
         await _create(session, "a@example.com", "Lost")
         raise RuntimeError("boom")
 
-    async with _served_with(migrated_url, router) as client:
+    async with serve(migrated_url, router) as client:
         response = await client.post("/then-fail")
 
     assert response.status_code == 500
+    assert response.json()["detail"] == "internal server error"
     assert await _stored_names(migrated_url) == []
 
 
 async def test_write_is_committed_before_the_response_starts(migrated_url: URL) -> None:
-    app = create_app(settings_for(migrated_url), alembic_ini=ALEMBIC_INI)
+    app = app_for(migrated_url)
     seen_at_response_start: list[int] = []
     engine = create_engine(settings_for(migrated_url))
 
@@ -96,16 +82,15 @@ async def test_write_is_committed_before_the_response_starts(migrated_url: URL) 
         await app(scope, receive, send_and_look)
 
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=watch)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                response = await client.post(
-                    "/users", json={"email": "c@example.com", "name": "C", "password": PASSWORD}
-                )
+        async with app.router.lifespan_context(app), client_of(watch) as client:
+            response = await client.post(
+                "/users", json={"email": "c@example.com", "name": "C", "password": PASSWORD}
+            )
     finally:
         await engine.dispose()
 
     assert response.status_code == 201
+    assert response.json()["email"] == "c@example.com"
     assert seen_at_response_start == [1]
 
 
@@ -122,8 +107,8 @@ async def test_token_lookup_reads_and_writes_of_a_request_share_one_connection(
         rows, _ = await users.list_users(session, after=None, limit=10)
         return len(rows)
 
-    overrides = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
-    async with _served_with(migrated_url, router, **overrides) as client:
+    overrides: dict[str, Any] = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
+    async with serve(migrated_url, router, **overrides) as client:
         client.headers.update((await sign_up(client, "a@example.com")).headers)
         response = await client.post("/read-then-write")
 
@@ -147,7 +132,7 @@ async def test_round_trips_to_postgres_per_request(
 ) -> None:
     proxy, url = proxied_url
     method, path = request_.split()
-    async with served(url, DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0) as client:
+    async with serve(url, DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0) as client:
         me = await sign_up(client, "me@example.com")
         other = await sign_up(client, "other@example.com")
         client.headers.update(me.headers)

@@ -14,8 +14,7 @@ from sqlalchemy.engine import URL
 
 from service.api.deps import SessionDep
 from service.errors import ServiceError
-from service.main import create_app
-from tests.conftest import ALEMBIC_INI, Account, settings_for
+from tests.support import Account, serve
 
 router = APIRouter()
 
@@ -37,14 +36,10 @@ async def bad_sql(session: SessionDep) -> None:
 
 @pytest.fixture
 async def buggy_client(migrated_url: URL) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings_for(migrated_url), alembic_ini=ALEMBIC_INI)
-    app.include_router(router)
-    async with app.router.lifespan_context(app):
-        # raise_app_exceptions (httpx's default): an exception re-raised to the server, which
-        # would log it a second time, fails the request here.
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    # An exception re-raised to the server, which would log it a second time, fails the
+    # request here (see client_of).
+    async with serve(migrated_url, router) as client:
+        yield client
 
 
 @pytest.mark.parametrize(
@@ -92,15 +87,16 @@ async def test_wrong_method_answers_405_naming_every_method_of_the_path(
     assert response.json() == {"detail": "Method Not Allowed"}
 
 
-async def test_wrong_method_at_users_me_is_405_token_or_not(app: FastAPI) -> None:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as anonymous:
-        response = await anonymous.patch("/users/me", json={"name": "X"})
-        by_id = await anonymous.patch("/users/abc", json={"name": "X"})
+async def test_wrong_method_at_users_me_is_405_token_or_not(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.patch("/users/me", json={"name": "X"})
+    by_id = await anonymous.patch("/users/abc", json={"name": "X"})
 
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"
+    assert response.json() == {"detail": "Method Not Allowed"}
     assert by_id.status_code == 401  # an id that is not a number: 401 first, then 422
+    assert by_id.json() == {"detail": "Not authenticated"}
+    assert by_id.headers["www-authenticate"] == "Bearer"
 
 
 async def test_no_content_answers_carry_no_content_type(
@@ -142,11 +138,9 @@ def test_openapi_documents_the_errors_of_every_route(app: FastAPI) -> None:
 
 
 async def test_login_needs_a_username_and_a_password_the_schema_says_so(
-    app: FastAPI,
+    app: FastAPI, anonymous: httpx.AsyncClient
 ) -> None:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as anonymous:
-        empty = await anonymous.post("/auth/token", data={"username": "", "password": ""})
+    empty = await anonymous.post("/auth/token", data={"username": "", "password": ""})
 
     assert empty.status_code == 422
     assert {tuple(e["loc"]) for e in empty.json()["detail"]} == {

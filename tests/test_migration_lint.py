@@ -23,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-from tests.conftest import ALEMBIC_INI, ROOT
+from tests.support import ALEMBIC_INI, ROOT
 
 SQUAWK = Path(sys.executable).with_name("squawk")
 # (release, revision) of each migration kept in deploy/releases/*/.
@@ -37,7 +37,7 @@ IGNORE = re.compile(r"^ *# squawk-ignore-file (?P<rule>[a-z-]+): (?P<reason>\S.*
 LINT_URL = "postgresql://lint@localhost/lint"
 
 
-def _config(*versions: Path, ini: Path = Path(ALEMBIC_INI)) -> Config:
+def _config(*versions: Path, ini: Path = ALEMBIC_INI) -> Config:
     config = Config(ini, output_buffer=io.StringIO())
     config.attributes["configure_logger"] = False
     locations = [ini.parent / "migrations" / "versions", *versions]

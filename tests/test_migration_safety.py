@@ -10,42 +10,28 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL
 
-from tests.conftest import (
+from tests.support import (
     ROOT,
     Backend,
+    Migration,
     alembic_cli,
     asyncpg_args,
     empty_database,
     scripts_with,
-    served,
+    serve,
     sign_up,
 )
 
-BROKEN_REVISION = '''"""a migration that fails half-way
-
-Revision ID: 0badc0ffee00
-Revises: {head}
-"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0badc0ffee00"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
-    op.add_column("users", sa.Column("nickname", sa.String(50)))
-    op.execute("SELECT * FROM no_such_table")
-
-
-def downgrade() -> None:
-    op.drop_column("users", "nickname")
-    op.drop_table("half_done")
-'''
+BROKEN = Migration(
+    "0badc0ffee00",
+    "a migration that fails half-way",
+    upgrade=[
+        'op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))',
+        'op.add_column("users", sa.Column("nickname", sa.String(50)))',
+        'op.execute("SELECT * FROM no_such_table")',
+    ],
+    downgrade=['op.drop_column("users", "nickname")', 'op.drop_table("half_done")'],
+)
 
 
 async def _fetch(url: URL, query: str) -> list[asyncpg.Record]:
@@ -67,8 +53,8 @@ async def test_concurrent_upgrades_both_succeed_and_apply_each_migration_once(
             )
             versions = await _fetch(url, "SELECT version_num FROM alembic_version")
 
-        assert [code for code, _ in results] == [0, 0], results
-        applied = "".join(out for _, out in results)
+        assert [result.returncode for result in results] == [0, 0], results
+        applied = "".join(result.stderr for result in results)
         assert applied.count("Running upgrade  -> ") == 1
         assert applied.count("Running upgrade ") == len(
             list((ROOT / "migrations/versions").glob("*.py"))
@@ -79,12 +65,12 @@ async def test_concurrent_upgrades_both_succeed_and_apply_each_migration_once(
 async def test_failing_migration_leaves_previous_revision_and_no_partial_schema(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    ini, head = await scripts_with(postgres_url, tmp_path, "0badc0ffee00", BROKEN_REVISION)
+    ini, head = await scripts_with(postgres_url, tmp_path, BROKEN)
 
-    code, out = await alembic_cli(postgres_url, *ini, "upgrade", "head")
+    result = await alembic_cli(postgres_url, *ini, "upgrade", "head")
 
-    assert code != 0
-    assert "no_such_table" in out
+    assert result.returncode != 0
+    assert "no_such_table" in result.stderr
     assert await _fetch(postgres_url, "SELECT version_num FROM alembic_version") == [(head,)]
     tables = await _fetch(postgres_url, "SELECT 1 FROM pg_tables WHERE tablename = 'half_done'")
     columns = await _fetch(
@@ -96,28 +82,12 @@ async def test_failing_migration_leaves_previous_revision_and_no_partial_schema(
     assert columns == []
 
 
-ALTERS_USERS = '''"""a migration that needs users to itself
-
-Revision ID: 0a17e7e50000
-Revises: {head}
-"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0a17e7e50000"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.add_column("users", sa.Column("nickname", sa.String(50)))
-
-
-def downgrade() -> None:
-    op.drop_column("users", "nickname")
-'''
+ALTERS_USERS = Migration(
+    "0a17e7e50000",
+    "a migration that needs users to itself",
+    upgrade=['op.add_column("users", sa.Column("nickname", sa.String(50)))'],
+    downgrade=['op.drop_column("users", "nickname")'],
+)
 
 
 async def _hold_users(url: URL) -> tuple[asyncpg.Connection, Any]:
@@ -133,9 +103,9 @@ async def _hold_users(url: URL) -> tuple[asyncpg.Connection, Any]:
 async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    ini, head = await scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
+    ini, head = await scripts_with(postgres_url, tmp_path, ALTERS_USERS)
 
-    async with served(postgres_url) as client:
+    async with serve(postgres_url) as client:
         client.headers.update((await sign_up(client, "reader@example.com")).headers)
         holder, transaction = await _hold_users(postgres_url)
         try:
@@ -148,7 +118,7 @@ async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
                 read_started = time.monotonic()
                 response = await client.get("/users")
                 reads.append((response.status_code, time.monotonic() - read_started))
-            code, out = await migration
+            migrated = await migration
             failed_after = time.monotonic() - started
             after = await client.get("/users")
             await transaction.rollback()
@@ -158,23 +128,24 @@ async def test_migration_waiting_on_a_busy_table_fails_fast_while_reads_go_on(
     # The holder lets go only after the migration has ended, so only lock_timeout can end each
     # attempt: 4 of 0.25 s, with pauses of 0.25, 0.5 and 1 s between them. The bound is loose
     # because Alembic's own start-up takes seconds on a loaded machine.
-    assert code != 0
+    out = migrated.stderr
+    assert migrated.returncode != 0
     assert out.count("retrying in") == 3
     assert "FAILED: lock timeout: a migration waited 0.25 s (MIGRATION_LOCK_TIMEOUT)" in out
     assert "4 times" in out
-    assert "Traceback" not in out
+    assert "Traceback" not in migrated.stdout + out
     assert failed_after < 40
     assert reads
     assert all(status == 200 for status, _ in reads)
     assert max(seconds for _, seconds in reads) < 5  # queued behind the ALTER for 0.25 s at most
-    assert after.status_code == 200
+    assert [user["email"] for user in after.json()["items"]] == ["reader@example.com"]
     assert await _fetch(postgres_url, "SELECT version_num FROM alembic_version") == [(head,)]
 
 
 async def test_migration_that_timed_out_on_a_lock_succeeds_on_a_retry_once_it_is_free(
     postgres_url: URL, tmp_path: Path
 ) -> None:
-    ini, _ = await scripts_with(postgres_url, tmp_path, "0a17e7e50000", ALTERS_USERS)
+    ini, _ = await scripts_with(postgres_url, tmp_path, ALTERS_USERS)
     env = os.environ | {
         "DATABASE_URL": postgres_url.render_as_string(hide_password=False),
         "MIGRATION_LOCK_TIMEOUT": "1",

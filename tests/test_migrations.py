@@ -1,6 +1,6 @@
 """The migration history on both backends: head matches the models, every step reverts."""
 
-import os
+import asyncio
 import re
 import shutil
 import socket
@@ -15,13 +15,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
 
 from service.db import Base, create_migration_engine
-from tests.conftest import (
-    ROOT,
-    alembic_config,
-    migrate,
-    run_alembic,
-    settings_for,
-)
+from tests.support import ROOT, alembic_cli, alembic_config, migrate, run_alembic, settings_for
 
 TABLES = set(Base.metadata.tables)
 
@@ -91,19 +85,6 @@ async def test_upgrade_backfills_updated_at_of_existing_users(fresh_url: URL) ->
     assert row.updated_at == row.created_at
 
 
-def _alembic_cli(url: URL, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"DATABASE_URL": url.render_as_string(hide_password=False)} | env
-    return subprocess.run(
-        [sys.executable, "-m", "alembic", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _cli_ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr
@@ -113,11 +94,11 @@ async def test_alembic_cli_upgrade_check_downgrade_from_repo_root(fresh_url: URL
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
 
-    _cli_ok(_alembic_cli(fresh_url, "upgrade", "head"))
-    assert head in _cli_ok(_alembic_cli(fresh_url, "current"))
-    assert "No new upgrade operations detected" in _cli_ok(_alembic_cli(fresh_url, "check"))
-    _cli_ok(_alembic_cli(fresh_url, "upgrade", "head"))  # already at head: a no-op
-    _cli_ok(_alembic_cli(fresh_url, "downgrade", "base"))
+    _cli_ok(await alembic_cli(fresh_url, "upgrade", "head"))
+    assert head in _cli_ok(await alembic_cli(fresh_url, "current"))
+    assert "No new upgrade operations detected" in _cli_ok(await alembic_cli(fresh_url, "check"))
+    _cli_ok(await alembic_cli(fresh_url, "upgrade", "head"))  # already at head: a no-op
+    _cli_ok(await alembic_cli(fresh_url, "downgrade", "base"))
 
     assert await _tables(fresh_url) == set()
 
@@ -134,25 +115,31 @@ def _copy_scripts(tmp_path: Path, *, revisions: bool = True) -> Path:
     return tmp_path / "alembic.ini"
 
 
-def test_autogenerate_writes_no_migration_when_models_match(tmp_path: Path) -> None:
+async def test_autogenerate_writes_no_migration_when_models_match(tmp_path: Path) -> None:
     ini = _copy_scripts(tmp_path)
     url = URL.create("sqlite+aiosqlite", database=str(tmp_path / "gen.db"))
-    _cli_ok(_alembic_cli(url, "-c", str(ini), "upgrade", "head"))
+    _cli_ok(await alembic_cli(url, "-c", str(ini), "upgrade", "head"))
     versions = tmp_path / "migrations" / "versions"
     before = set(versions.iterdir())
 
-    out = _cli_ok(_alembic_cli(url, "-c", str(ini), "revision", "--autogenerate", "-m", "nothing"))
+    out = _cli_ok(
+        await alembic_cli(url, "-c", str(ini), "revision", "--autogenerate", "-m", "nothing")
+    )
 
     assert "no migration written" in out
     assert set(versions.iterdir()) == before
 
 
-def test_autogenerate_writes_a_portable_migration_that_passes_the_checks(tmp_path: Path) -> None:
+async def test_autogenerate_writes_a_portable_migration_that_passes_the_checks(
+    tmp_path: Path,
+) -> None:
     # With no revision on disk, every table of the models is a change to write.
     ini = _copy_scripts(tmp_path, revisions=False)
     url = URL.create("sqlite+aiosqlite", database=str(tmp_path / "gen.db"))
 
-    _cli_ok(_alembic_cli(url, "-c", str(ini), "revision", "--autogenerate", "-m", "everything"))
+    _cli_ok(
+        await alembic_cli(url, "-c", str(ini), "revision", "--autogenerate", "-m", "everything")
+    )
 
     (written,) = (tmp_path / "migrations" / "versions").glob("*everything.py")
     source = written.read_text()
@@ -162,17 +149,19 @@ def test_autogenerate_writes_a_portable_migration_that_passes_the_checks(tmp_pat
     assert "UTCDateTime" not in source
     assert "server_default=sa.func.now()" in source  # not SQL only one database speaks
     assert "sqlite_autoincrement=True" in source
-    ruff = [sys.executable, "-m", "ruff"]
     for check in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
-        subprocess.run([*ruff, *check, str(written)], cwd=ROOT, check=True, capture_output=True)
-    _cli_ok(_alembic_cli(url, "-c", str(ini), "upgrade", "head"))
+        ruff = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ruff", *check, str(written), cwd=ROOT
+        )
+        assert await ruff.wait() == 0, f"ruff {check[0]}"
+    _cli_ok(await alembic_cli(url, "-c", str(ini), "upgrade", "head"))
     assert "No new upgrade operations detected" in _cli_ok(
-        _alembic_cli(url, "-c", str(ini), "check")
+        await alembic_cli(url, "-c", str(ini), "check")
     )
 
 
-def test_offline_sql_for_postgres_renders_every_migration(postgres_server: URL) -> None:
-    result = _alembic_cli(postgres_server, "upgrade", "head", "--sql")
+async def test_offline_sql_for_postgres_renders_every_migration(postgres_server: URL) -> None:
+    result = await alembic_cli(postgres_server, "upgrade", "head", "--sql")
     assert result.returncode == 0, result.stderr
     out = result.stdout
 
@@ -183,10 +172,10 @@ def test_offline_sql_for_postgres_renders_every_migration(postgres_server: URL) 
     assert out.rstrip().endswith("COMMIT;")
 
 
-def test_migrations_reject_unknown_scheme_in_one_line_without_password() -> None:
+async def test_migrations_reject_unknown_scheme_in_one_line_without_password() -> None:
     url = URL.create("mysql", username="u", password="s3cret-pw", host="db", database="x")
 
-    result = _alembic_cli(url, "upgrade", "head")
+    result = await alembic_cli(url, "upgrade", "head")
 
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
@@ -214,68 +203,70 @@ def _server_address(server: URL) -> str:
     return f"{server.host}:{server.port}" if server.port else server.host
 
 
-def test_upgrade_against_a_refused_port_says_refused_in_one_line(refusing_port: int) -> None:
-    result = _alembic_cli(_postgres("127.0.0.1", refusing_port), "upgrade", "head")
+async def test_upgrade_against_a_refused_port_says_refused_in_one_line(refusing_port: int) -> None:
+    result = await alembic_cli(_postgres("127.0.0.1", refusing_port), "upgrade", "head")
 
     where = f"postgresql+asyncpg://app:***@127.0.0.1:{refusing_port}/app"
     _one_line_failure(result, "connection refused", where)
 
 
-def test_upgrade_against_a_silent_server_says_timed_out_in_one_line(silent_port: int) -> None:
+async def test_upgrade_against_a_silent_server_says_timed_out_in_one_line(silent_port: int) -> None:
     url = _postgres("127.0.0.1", silent_port)
 
-    result = _alembic_cli(url, "upgrade", "head", DB_CONNECT_TIMEOUT="1")
+    result = await alembic_cli(url, "upgrade", "head", DB_CONNECT_TIMEOUT="1")
 
     where = f"postgresql+asyncpg://app:***@127.0.0.1:{silent_port}/app"
     _one_line_failure(result, "connection timed out", where)
 
 
-def test_upgrade_against_an_unknown_host_says_so_in_one_line() -> None:
+async def test_upgrade_against_an_unknown_host_says_so_in_one_line() -> None:
     # .invalid never resolves (RFC 6761); the resolver's words vary with the machine.
     with pytest.raises(socket.gaierror) as lookup:
         socket.getaddrinfo("db.invalid", 5432)
 
-    result = _alembic_cli(_postgres("db.invalid", None), "upgrade", "head")
+    result = await alembic_cli(_postgres("db.invalid", None), "upgrade", "head")
 
     where = "postgresql+asyncpg://app:***@db.invalid/app"
     _one_line_failure(result, f"unknown host: {lookup.value.strerror}", where)
 
 
-def test_upgrade_of_a_missing_database_says_so_in_one_line(postgres_server: URL) -> None:
+@pytest.mark.parametrize(
+    ("database", "user", "cause"),
+    [
+        ("no_such_db", "postgres", 'database "no_such_db" does not exist'),
+        ("postgres", "no_such_role", 'role "no_such_role" does not exist'),
+    ],
+    ids=["missing database", "unknown role"],
+)
+async def test_upgrade_of_a_missing_database_or_as_an_unknown_role_says_so_in_one_line(
+    postgres_server: URL, database: str, user: str, cause: str
+) -> None:
     assert postgres_server.host is not None
-    url = _postgres(postgres_server.host, postgres_server.port, "no_such_db", "postgres")
+    url = _postgres(postgres_server.host, postgres_server.port, database, user)
 
-    result = _alembic_cli(url, "upgrade", "head")
+    result = await alembic_cli(url, "upgrade", "head")
 
-    where = f"postgresql+asyncpg://postgres:***@{_server_address(postgres_server)}/no_such_db"
-    _one_line_failure(result, 'database "no_such_db" does not exist', where)
-
-
-def test_upgrade_as_an_unknown_role_says_so_in_one_line(postgres_server: URL) -> None:
-    assert postgres_server.host is not None
-    url = _postgres(postgres_server.host, postgres_server.port, "postgres", "no_such_role")
-
-    result = _alembic_cli(url, "upgrade", "head")
-
-    where = f"postgresql+asyncpg://no_such_role:***@{_server_address(postgres_server)}/postgres"
-    _one_line_failure(result, 'role "no_such_role" does not exist', where)
+    where = f"postgresql+asyncpg://{user}:***@{_server_address(postgres_server)}/{database}"
+    _one_line_failure(result, cause, where)
 
 
-def test_upgrade_of_a_sqlite_file_in_a_missing_directory_says_so_in_one_line(
+async def test_upgrade_of_a_sqlite_file_in_a_missing_directory_says_so_in_one_line(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "missing" / "app.db"
 
-    result = _alembic_cli(URL.create("sqlite", database=str(path)), "upgrade", "head")
+    result = await alembic_cli(URL.create("sqlite", database=str(path)), "upgrade", "head")
 
     _one_line_failure(result, "unable to open database file", f"sqlite+aiosqlite:///{path}")
 
 
-def test_upgrade_of_a_file_that_is_no_sqlite_database_fails_in_one_line(tmp_path: Path) -> None:
+async def test_upgrade_of_a_file_that_is_no_sqlite_database_fails_in_one_line(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("not a database, but long enough for SQLite to read a header from it\n" * 2)
 
-    result = _alembic_cli(URL.create("sqlite", database=str(path)), "upgrade", "head")
+    result = await alembic_cli(URL.create("sqlite", database=str(path)), "upgrade", "head")
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

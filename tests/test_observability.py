@@ -7,14 +7,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.engine import URL
 
-from service.main import create_app
-from tests.conftest import ALEMBIC_INI, PASSWORD, Account, settings_for, sign_up
+from tests.support import PASSWORD, Account, serve, sign_up
 
 
 @pytest.mark.parametrize(
@@ -143,13 +141,6 @@ async def test_metrics_name_the_docs_routes_and_keep_unmatched_for_paths_no_rout
 
 
 @pytest.fixture
-async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
-
-
-@pytest.fixture
 def spans() -> InMemorySpanExporter:
     return InMemorySpanExporter()
 
@@ -160,13 +151,8 @@ async def traced(
 ) -> AsyncIterator[httpx.AsyncClient]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    app: FastAPI = create_app(
-        settings_for(migrated_url), alembic_ini=ALEMBIC_INI, tracer_provider=provider
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with serve(migrated_url, tracer_provider=provider) as client:
+        yield client
 
 
 async def test_traces_span_each_request_and_statement_without_parameter_values(
@@ -198,20 +184,22 @@ async def test_traces_span_each_request_and_statement_without_parameter_values(
 async def test_traces_leave_out_probes_and_metrics(
     traced: httpx.AsyncClient, spans: InMemorySpanExporter
 ) -> None:
-    await traced.get("/health/live")
-    await traced.get("/metrics")
+    live = await traced.get("/health/live")
+    metrics = await traced.get("/metrics")
 
+    assert live.json() == {"status": "ok"}
+    assert "http_requests_total" in metrics.text
     assert [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"] == []
 
 
 async def test_docs_pages_load_only_the_services_own_files(
-    anonymous_client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
 ) -> None:
     for page in ("/docs", "/redoc"):
-        html = (await anonymous_client.get(page)).text
+        html = (await anonymous.get(page)).text
         assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
 
         assert assets, page
         for asset in assets:
             assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"
-            assert (await anonymous_client.get(asset)).status_code == 200, asset
+            assert (await anonymous.get(asset)).status_code == 200, asset

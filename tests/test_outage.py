@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -10,10 +11,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import create_engine
-from tests.conftest import PASSWORD, served, settings_for, sign_up
 from tests.proxy import Proxy
+from tests.support import PASSWORD, app_for, client_of, serve, settings_for, sign_up
 
-OVERLOAD = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
+OVERLOAD: dict[str, Any] = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
+UNAVAILABLE = {"detail": "database unavailable, try again later"}
 
 
 async def _timed_get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, float]:
@@ -26,7 +28,7 @@ async def test_database_outage_answers_503_then_recovers_without_restart(
     proxied_url: tuple[Proxy, URL],
 ) -> None:
     proxy, url = proxied_url
-    async with served(url, DB_CONNECT_TIMEOUT=2) as client:
+    async with serve(url, DB_CONNECT_TIMEOUT=2) as client:
         client.headers.update((await sign_up(client, "up@example.com")).headers)
 
         proxy.cut()
@@ -42,14 +44,15 @@ async def test_database_outage_answers_503_then_recovers_without_restart(
         health_after = await client.get("/health")
 
     assert during.status_code == 503
-    assert during.json() == {"detail": "database unavailable, try again later"}
+    assert during.json() == UNAVAILABLE
     assert seconds < 5
     assert health.status_code == 503
     assert health.json()["status"] == "error"
     assert write.status_code == 503
+    assert write.json() == during.json()
     assert after.status_code == 200
     assert [u["email"] for u in after.json()["items"]] == ["up@example.com"]
-    assert health_after.status_code == 200
+    assert health_after.json()["status"] == "ok"
 
 
 async def test_database_that_accepts_but_never_answers_gives_503_within_connect_timeout(
@@ -57,21 +60,23 @@ async def test_database_that_accepts_but_never_answers_gives_503_within_connect_
 ) -> None:
     proxy, url = proxied_url
     proxy.pause()  # connections open, but nothing reaches Postgres
-    async with served(url, DB_CONNECT_TIMEOUT=1) as client:
+    async with serve(url, DB_CONNECT_TIMEOUT=1) as client:
         client.headers["Authorization"] = f"Bearer {'x' * 43}"  # well formed, unknown
         response, seconds = await _timed_get(client, "/users/1")
         proxy.resume()
         after = await client.get("/users/1")
 
     assert response.status_code == 503
+    assert response.json() == UNAVAILABLE
     assert seconds < 4
     assert after.status_code == 401  # the database answered: no such token
+    assert after.json() == {"detail": "invalid or expired token"}
 
 
 async def test_exhausted_pool_answers_503_then_serves_again(migrated_url: URL) -> None:
-    async with served(migrated_url, **OVERLOAD) as client:
+    app = app_for(migrated_url, **OVERLOAD)
+    async with app.router.lifespan_context(app), client_of(app) as client:
         client.headers.update((await sign_up(client, "o@example.com")).headers)
-        app = client._transport.app  # type: ignore[attr-defined]
         engine: AsyncEngine = app.state.database.engine
         async with engine.connect():  # holds the only connection
             start = time.monotonic()
@@ -80,16 +85,16 @@ async def test_exhausted_pool_answers_503_then_serves_again(migrated_url: URL) -
         after = await client.get("/users")
 
     assert [r.status_code for r in burst] == [503] * 5
-    assert all(r.json()["detail"] == "database unavailable, try again later" for r in burst)
+    assert all(r.json() == UNAVAILABLE for r in burst)
     assert seconds < 4
-    assert after.status_code == 200
+    assert [u["email"] for u in after.json()["items"]] == ["o@example.com"]
 
 
 async def test_burst_on_slow_database_gets_503s_not_500s_and_recovers(
     proxied_url: tuple[Proxy, URL],
 ) -> None:
     proxy, url = proxied_url
-    async with served(url, **OVERLOAD) as client:
+    async with serve(url, **OVERLOAD) as client:
         client.headers.update((await sign_up(client, "o@example.com")).headers)
         assert (await client.get("/users")).status_code == 200  # the one connection, pooled
         proxy.pause()  # the next request holds that connection until resume()
@@ -101,8 +106,9 @@ async def test_burst_on_slow_database_gets_503s_not_500s_and_recovers(
         after = await client.get("/users")
 
     assert [r.status_code for r in burst] == [503] * 10
-    assert first_response.status_code == 200
-    assert after.status_code == 200
+    assert all(r.json() == UNAVAILABLE for r in burst)
+    assert first_response.json() == after.json()
+    assert [u["email"] for u in after.json()["items"]] == ["o@example.com"]
 
 
 async def test_statement_timeout_bounds_each_statement_on_postgres(postgres_url: URL) -> None:
@@ -122,7 +128,7 @@ async def test_statement_timeout_bounds_each_statement_on_postgres(postgres_url:
 
 
 async def test_concurrent_sqlite_writes_all_succeed(sqlite_url: URL) -> None:
-    async with served(sqlite_url) as client:
+    async with serve(sqlite_url) as client:
         owner = await sign_up(client, "o@example.com")
         client.headers.update(owner.headers)
         # Sign-ups are few: each hashes a password for ~100 ms.

@@ -1,17 +1,12 @@
 """The service as uvicorn runs it: secrets stay out of every output, SIGTERM drains requests."""
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import os
 import re
 import signal
-import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,81 +16,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.conftest import ROOT, alembic_cli, asyncpg_args, log_in, sign_up
 from tests.proxy import Proxy
-
-JSON = {"content-type": "application/json"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _env(database_url: str | None, **extra: str) -> dict[str, str]:
-    """The environment, with DATABASE_URL set to `database_url`, or unset for None."""
-    env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
-    return env | extra
-
-
-SERVICE = ("-m", "service")
-UVICORN = ("-m", "uvicorn", "service.main:app")
-
-
-class Server:
-    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
-        self.process = process
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.output = ""
-
-    async def stop(self, *, signalled: bool = False) -> int:
-        """SIGTERM (unless already sent), then the exit code once the process ends."""
-        if not signalled:
-            self.process.send_signal(signal.SIGTERM)
-        out, _ = await asyncio.wait_for(self.process.communicate(), timeout=30)
-        self.output = out.decode()
-        return self.process.returncode or 0
-
-
-@asynccontextmanager
-async def uvicorn(
-    database_url: str | None,
-    *args: str,
-    cwd: Path = ROOT,
-    command: tuple[str, ...] = SERVICE,
-    **env: str,
-) -> AsyncIterator[Server]:
-    """`python -m service` in `cwd` (the repo root, or an older release's source): uvicorn on
-    service.main:app, exiting 0 after a graceful stop. Or another `command`, such as UVICORN."""
-    port = _free_port()
-    # A session of its own: if the test fails, its worker processes go down with it too
-    # (killed alone, the supervisor would leave them holding our output pipe).
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *command, "--port", str(port), *args,
-        cwd=cwd, env=_env(database_url, **env), start_new_session=True,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    server = Server(process, port)
-    try:
-        async with httpx.AsyncClient(base_url=server.base_url) as client:
-            for _ in range(600):  # up to a minute on a loaded machine
-                try:
-                    await client.get("/health/live")
-                    break
-                except httpx.TransportError:
-                    assert process.returncode is None, "uvicorn exited"
-                    await asyncio.sleep(0.1)
-            else:
-                pytest.fail("uvicorn did not answer /health/live within a minute")
-        yield server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
+from tests.support import SERVICE, UVICORN, alembic_cli, asyncpg_args, log_in, sign_up, uvicorn
 
 
 @pytest.fixture
@@ -126,8 +48,8 @@ async def test_password_with_special_characters_connects_and_never_leaks(
 
     first, second, too_short = "Us3r p@ss:/%", "N3w p@ss:/%", "tiny-pw"
     user = {"email": "s@example.com", "name": "S", "password": first}
-    migrate_code, migrate_out = await alembic_cli(url, "upgrade", "head")
-    failed_code, failed_out = await alembic_cli(missing_db, "upgrade", "head")
+    migrated = await alembic_cli(url, "upgrade", "head")
+    failed = await alembic_cli(missing_db, "upgrade", "head")
     bodies: list[str] = []
     async with uvicorn(url, "--log-level", "debug", DB_ECHO="true", LOG_LEVEL="debug") as server:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
@@ -163,19 +85,21 @@ async def test_password_with_special_characters_connects_and_never_leaks(
             bodies += [health.text, write.text]
         await down.stop()
 
-    assert migrate_code == 0, migrate_out
+    assert migrated.returncode == 0, migrated.stderr
     served_as = f"postgresql+asyncpg://{role}:***@{host}/{database}"
     missing = f'database "{database}_missing" does not exist ({served_as}_missing)'
-    assert failed_code == 1
-    assert failed_out.splitlines() == [f"FAILED: database unavailable: {missing}"]
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines() == [f"FAILED: database unavailable: {missing}"]
+    assert failed.stdout == ""
     assert f"database: {served_as}" in server.output
     assert f"health check: database unavailable: {missing}" in down.output
     assert f"POST /users: database unavailable: {missing}" in down.output
     assert created.status_code == 201
     assert [r.status_code for r in responses] == [201, 200, 200, 409, 422, 422, 401, 200, 204, 401]
-    assert health.status_code == 503
-    assert write.status_code == 503
-    everything = "\n".join([migrate_out, failed_out, server.output, down.output, *bodies])
+    assert health.json() == {"status": "error", "detail": "database unavailable"}
+    assert write.json() == {"detail": "database unavailable, try again later"}
+    alembic_outputs = [migrated.stdout, migrated.stderr, failed.stdout, failed.stderr]
+    everything = "\n".join([*alembic_outputs, server.output, down.output, *bodies])
     assert "INSERT INTO users" in server.output  # the SQL echo was on
     assert "UPDATE users SET" in server.output
     token_hashes = [hashlib.sha256(t.encode()).hexdigest() for t in (token, token_2)]

@@ -9,7 +9,7 @@ what Python's JSON parser also accepts: NaN, Infinity and lone surrogates.
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -28,12 +28,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.config import Settings
-from service.main import create_app
-from tests.conftest import ALEMBIC_INI
-from tests.test_bad_input import WRITES, Write, assert_clear_4xx, make_world
+from tests.support import WRITES, World, Write, app_for, assert_clear_4xx, make_world
 
 Operation = APIOperation[Any, Any, Any, Any]
 
@@ -55,9 +53,7 @@ BOUNDED = settings(
 )
 
 # The schema the app serves; the engine is made in the lifespan, so this touches no database.
-SCHEMA = schemathesis.openapi.from_dict(
-    create_app(Settings(DATABASE_URL="sqlite://"), alembic_ini=ALEMBIC_INI).openapi()
-)
+SCHEMA = schemathesis.openapi.from_dict(app_for(make_url("sqlite://")).openapi())
 
 
 def _operations() -> list[Operation]:
@@ -82,6 +78,21 @@ SCHEMA_CASES = [
 ]
 
 
+NewWorld = Callable[[], Awaitable[World]]
+
+
+@pytest.fixture
+def new_world(
+    client: httpx.AsyncClient, connection: AsyncConnection, make_user: Callable[..., Any]
+) -> NewWorld:
+    """A world of its own for each example: an example may delete the user or item of another."""
+
+    async def new() -> World:
+        return await make_world(client, connection, await make_user())
+
+    return new
+
+
 async def _send(client: httpx.AsyncClient, case: Case[Operation]) -> httpx.Response:
     # requests encodes the case as schemathesis itself sends it (negative cases hold nested
     # query values and raw bytes); httpx then sends that through the app's ASGI transport.
@@ -99,14 +110,9 @@ async def _send(client: httpx.AsyncClient, case: Case[Operation]) -> httpx.Respo
 @settings(BOUNDED, max_examples=12)
 @given(data=st.data())
 async def test_operation_answers_as_its_schema_declares(
-    client: httpx.AsyncClient,
-    connection: AsyncConnection,
-    make_user: Callable[..., Any],
-    operation: Operation,
-    mode: GenerationMode,
-    data: st.DataObject,
+    new_world: NewWorld, operation: Operation, mode: GenerationMode, data: st.DataObject
 ) -> None:
-    world = await make_world(client, connection, await make_user())
+    world = await new_world()
     # Random ids almost never exist; half the positive cases name rows that do.
     existing = {"user_id": world.user["id"], "item_id": world.item["id"]}
     fixed = None
@@ -118,7 +124,7 @@ async def test_operation_answers_as_its_schema_declares(
     )
     before = await world.snapshot()
 
-    response = await _send(client, case)
+    response = await _send(world.client, case)
 
     case.validate_response(response, checks=CHECKS)
     if response.status_code >= 400:
@@ -152,18 +158,14 @@ def _bodies(write: Write) -> st.SearchStrategy[Any]:
 @settings(BOUNDED, max_examples=25)
 @given(data=st.data())
 async def test_write_with_any_json_answers_2xx_or_4xx(
-    client: httpx.AsyncClient,
-    connection: AsyncConnection,
-    make_user: Callable[..., Any],
-    write: Write,
-    data: st.DataObject,
+    new_world: NewWorld, write: Write, data: st.DataObject
 ) -> None:
-    world = await make_world(client, connection, await make_user())
+    world = await new_world()
     body = data.draw(_bodies(write), label="body")
     before = await world.snapshot()
 
     # json.dumps writes NaN as NaN and a lone surrogate as \ud800; Python's parser takes both.
-    response = await client.request(
+    response = await world.client.request(
         write.method,
         world.url(write.path),
         content=json.dumps(body),
@@ -173,7 +175,7 @@ async def test_write_with_any_json_answers_2xx_or_4xx(
     if response.status_code < 300:
         # What the response says was stored is what a later read gets.
         location = response.headers.get("location", world.url(write.path))
-        assert (await client.get(location)).json() == response.json()
+        assert (await world.client.get(location)).json() == response.json()
     else:
         status = 409 if response.status_code == 409 else 422
         assert_clear_4xx(response, status, str(write))

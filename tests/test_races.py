@@ -9,7 +9,7 @@ from sqlalchemy.engine import URL
 
 from service.db import create_engine
 from service.models import Item, User
-from tests.conftest import served, settings_for, sign_up
+from tests.support import serve, settings_for, sign_up
 
 _WAITING_ON_A_LOCK = text(
     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
@@ -18,17 +18,17 @@ _WAITING_ON_A_LOCK = text(
 
 
 @pytest.mark.parametrize(
-    ("request_", "status"),
+    ("request_", "status", "detail"),
     [
         # The caller's own account disappears under the request: its token is no longer valid.
-        ("PATCH /users/{user}", 401),
-        ("POST /users/{user}/items", 401),
+        ("PATCH /users/{user}", 401, "your account no longer exists"),
+        ("POST /users/{user}/items", 401, "your account no longer exists"),
         # The item disappears under the request: it is not found.
-        ("PATCH /items/{item}", 404),
+        ("PATCH /items/{item}", 404, "item {item} not found"),
     ],
 )
 async def test_write_racing_the_delete_of_its_user_gets_401_or_404_not_500(
-    postgres_url: URL, request_: str, status: int
+    postgres_url: URL, request_: str, status: int, detail: str
 ) -> None:
     # The request's statement waits on the row lock of a DELETE still in flight (its token was
     # checked before); once the DELETE commits, Postgres re-checks and finds the row gone.
@@ -36,7 +36,7 @@ async def test_write_racing_the_delete_of_its_user_gets_401_or_404_not_500(
     observer = engine.execution_options(isolation_level="AUTOCOMMIT")  # a fresh view per poll
     method, path = request_.split()
     try:
-        async with served(postgres_url) as client:
+        async with serve(postgres_url) as client:
             owner = await sign_up(client, "r@example.com")
             client.headers.update(owner.headers)
             item = (await client.post(f"/users/{owner.id}/items", json={"title": "T"})).json()
@@ -58,3 +58,4 @@ async def test_write_racing_the_delete_of_its_user_gets_401_or_404_not_500(
         await engine.dispose()
 
     assert response.status_code == status, response.text
+    assert response.json() == {"detail": detail.format(item=item["id"])}

@@ -21,15 +21,16 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from tests.conftest import (
+from tests.support import (
     ROOT,
-    _unavailable,
+    Migration,
     alembic_cli,
     alembic_config,
     migrate,
     scripts_with,
+    unavailable,
+    uvicorn,
 )
-from tests.test_process import uvicorn
 
 PREVIOUS = ROOT / "deploy" / "releases" / "previous"
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -123,7 +124,7 @@ def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     if archive.returncode != 0:
-        _unavailable(
+        unavailable(
             f"git cannot read the previous release {commit} ({archive.stderr.decode().strip()});"
             " a full clone of the repository has it"
         )
@@ -172,10 +173,10 @@ async def test_next_release_migrates_to_its_models_and_todays_api_works_on_its_s
 ) -> None:
     await migrate(fresh_url)
     # As the next release's image migrates: its own env.py, models and migrations.
-    migrated, out = await alembic_cli(fresh_url, "upgrade", "head", cwd=next_release)
-    assert migrated == 0, out
-    checked, out = await alembic_cli(fresh_url, "check", cwd=next_release)
-    assert checked == 0, out
+    migrated = await alembic_cli(fresh_url, "upgrade", "head", cwd=next_release)
+    assert migrated.returncode == 0, migrated.stderr
+    checked = await alembic_cli(fresh_url, "check", cwd=next_release)
+    assert checked.returncode == 0, checked.stderr
 
     async with uvicorn(_url(fresh_url)) as server:
         requests = await api_smoke(server.base_url)
@@ -187,33 +188,20 @@ async def test_next_release_migrates_to_its_models_and_todays_api_works_on_its_s
     )
 
 
-RENAMES_A_COLUMN = '''"""items: description becomes details, which the code reading it cannot see
-
-Revision ID: 0b7eac0de000
-Revises: {head}
-"""
-
-from alembic import op
-
-revision = "0b7eac0de000"
-down_revision = "{head}"
-
-
-def upgrade() -> None:
-    op.alter_column("items", "description", new_column_name="details")
-
-
-def downgrade() -> None:
-    op.alter_column("items", "details", new_column_name="description")
-'''
+RENAMES_A_COLUMN = Migration(
+    "0b7eac0de000",
+    "items: description becomes details, which the code reading it cannot see",
+    upgrade=['op.alter_column("items", "description", new_column_name="details")'],
+    downgrade=['op.alter_column("items", "details", new_column_name="description")'],
+)
 
 
 async def test_a_migration_that_renames_what_the_previous_release_reads_fails_its_smoke(
     postgres_url: URL, previous_release: Path, tmp_path: Path
 ) -> None:
-    ini, _ = await scripts_with(postgres_url, tmp_path, "0b7eac0de000", RENAMES_A_COLUMN)
-    code, out = await alembic_cli(postgres_url, *ini, "upgrade", "head")
-    assert code == 0, out
+    ini, _ = await scripts_with(postgres_url, tmp_path, RENAMES_A_COLUMN)
+    migrated = await alembic_cli(postgres_url, *ini, "upgrade", "head")
+    assert migrated.returncode == 0, migrated.stderr
 
     async with uvicorn(_url(postgres_url), cwd=previous_release) as server:
         with pytest.raises(SmokeFailed, match=r"^POST /users/\d+/items: 5\d\d"):

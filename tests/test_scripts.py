@@ -1,9 +1,7 @@
 """The README's two commands share .venv: neither may undo the other."""
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -11,32 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-
-
-def _clone(into: Path) -> Path:
-    """The repository's tracked files, as a fresh clone has them, in a directory of their own."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, text=True
-    )
-    for name in listed.stdout.split("\0"):
-        if name and (ROOT / name).is_file():
-            (into / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, into / name)
-    if (ROOT / ".tools").is_dir():  # the uv that scripts/uv installed, if not on PATH
-        (into / ".tools").symlink_to(ROOT / ".tools")
-    return into
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support import ROOT, copy_of_project, free_port
 
 
 def test_serve_after_check_keeps_the_dev_tools(tmp_path: Path) -> None:
-    clone = _clone(tmp_path)
+    clone = copy_of_project(tmp_path)
+    if (ROOT / ".tools").is_dir():  # the uv that scripts/uv installed, if not on PATH
+        (clone / ".tools").symlink_to(ROOT / ".tools")
     # scripts/check's install, then scripts/serve in full: install, migrate, serve.
     subprocess.run(
         ["scripts/uv", "sync", "--locked", "--extra", "dev", "--quiet"],
@@ -44,7 +23,7 @@ def test_serve_after_check_keeps_the_dev_tools(tmp_path: Path) -> None:
         check=True,
         timeout=300,
     )
-    port = _free_port()
+    port = free_port()
     serve = subprocess.Popen(
         ["scripts/serve"],
         cwd=clone,
@@ -72,6 +51,7 @@ def test_serve_after_check_keeps_the_dev_tools(tmp_path: Path) -> None:
             serve.wait()
 
     assert health.status_code == 200, out.decode()
+    assert health.json()["status"] == "ok"
     assert serve.returncode == 0
     for tool in ("ruff", "mypy", "pytest"):
         assert (clone / ".venv" / "bin" / tool).exists(), f"scripts/serve removed {tool}"
