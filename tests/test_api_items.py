@@ -2,6 +2,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import Account
 
@@ -13,6 +14,11 @@ async def _item(client: httpx.AsyncClient, owner: Account, **body: Any) -> dict[
     assert response.status_code == 201, response.text
     item: dict[str, Any] = response.json()
     return item
+
+
+def _unstamped(item: dict[str, Any]) -> dict[str, Any]:
+    """The item but its updated_at, which a change moves on."""
+    return {key: value for key, value in item.items() if key != "updated_at"}
 
 
 async def test_create_item_returns_201_with_location(
@@ -29,18 +35,22 @@ async def test_create_item_returns_201_with_location(
     assert (await client.get(f"/items/{item['id']}")).json() == item
 
 
-async def test_create_item_for_missing_user_returns_404(client: httpx.AsyncClient) -> None:
-    response = await client.post("/users/987654321/items", json={"title": "Orphan"})
+@pytest.mark.parametrize(
+    ("method", "path", "body", "missing"),
+    [
+        ("POST", "/users/987654321/items", {"title": "Orphan"}, "user 987654321"),
+        ("GET", "/users/987654321/items", None, "user 987654321"),
+        ("GET", "/items/987654321", None, "item 987654321"),
+        ("PATCH", "/items/987654321", {"title": "X"}, "item 987654321"),
+    ],
+)
+async def test_request_for_a_missing_user_or_item_returns_404_naming_it(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None, missing: str
+) -> None:
+    response = await client.request(method, path, json=body)
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "user 987654321 not found"}
-
-
-async def test_get_missing_item_returns_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/items/987654321")
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "item 987654321 not found"}
+    assert response.json() == {"detail": f"{missing} not found"}
 
 
 async def test_patch_item_sets_and_clears_description(
@@ -52,9 +62,10 @@ async def test_patch_item_sets_and_clears_description(
     renamed = await client.patch(f"/items/{item['id']}", json={"title": "New"})
 
     assert cleared.status_code == 200
-    assert cleared.json()["description"] is None
-    assert renamed.json()["title"] == "New"
-    assert renamed.json()["description"] is None
+    assert _unstamped(cleared.json()) == _unstamped(item) | {"description": None}
+    assert renamed.status_code == 200
+    assert _unstamped(renamed.json()) == _unstamped(item) | {"title": "New", "description": None}
+    assert (await client.get(f"/items/{item['id']}")).json() == renamed.json()
 
 
 async def test_patch_item_with_no_fields_changes_nothing(
@@ -68,20 +79,20 @@ async def test_patch_item_with_no_fields_changes_nothing(
     assert response.status_code == 200
     assert response.json() == item
     assert missing.status_code == 404
-
-
-async def test_patch_missing_item_returns_404(client: httpx.AsyncClient) -> None:
-    response = await client.patch("/items/987654321", json={"title": "X"})
-
-    assert response.status_code == 404
+    assert missing.json() == {"detail": "item 987654321 not found"}
 
 
 async def test_delete_item_returns_204_then_404(client: httpx.AsyncClient, me: Account) -> None:
     item = await _item(client, me)
+    gone = {"detail": f"item {item['id']} not found"}
 
-    assert (await client.delete(f"/items/{item['id']}")).status_code == 204
-    assert (await client.get(f"/items/{item['id']}")).status_code == 404
-    assert (await client.delete(f"/items/{item['id']}")).status_code == 404
+    deleted = await client.delete(f"/items/{item['id']}")
+    read = await client.get(f"/items/{item['id']}")
+    again = await client.delete(f"/items/{item['id']}")
+
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    assert (read.status_code, read.json()) == (404, gone)
+    assert (again.status_code, again.json()) == (404, gone)
 
 
 async def test_list_items_walks_only_that_users_items(
@@ -104,12 +115,6 @@ async def test_list_items_walks_only_that_users_items(
     assert seen == mine
 
 
-async def test_list_items_of_missing_user_returns_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/users/987654321/items")
-
-    assert response.status_code == 404
-
-
 async def test_list_items_of_user_without_items_is_empty(
     client: httpx.AsyncClient, me: Account
 ) -> None:
@@ -126,10 +131,15 @@ async def test_delete_user_deletes_their_items(
     owned = await _item(client, owner, title="a")
     kept = await _item(client, me, title="b")
 
-    assert (await client.delete(f"/users/{owner.id}", headers=owner.headers)).status_code == 204
+    deleted = await client.delete(f"/users/{owner.id}", headers=owner.headers)
 
-    assert (await client.get(f"/items/{owned['id']}")).status_code == 404
-    assert (await client.get(f"/items/{kept['id']}")).status_code == 200
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    owned_read = await client.get(f"/items/{owned['id']}")
+    assert (owned_read.status_code, owned_read.json()) == (
+        404,
+        {"detail": f"item {owned['id']} not found"},
+    )
+    assert (await client.get(f"/items/{kept['id']}")).json() == kept
 
 
 async def test_new_item_never_gets_the_id_of_a_deleted_one(
@@ -143,4 +153,6 @@ async def test_new_item_never_gets_the_id_of_a_deleted_one(
     new = await _item(client, me, title="new")
 
     assert new["id"] > last["id"] > first["id"]
-    assert (await client.get(f"/items/{last['id']}")).status_code == 404
+    assert (await client.get(f"/items/{last['id']}")).json() == {
+        "detail": f"item {last['id']} not found"
+    }

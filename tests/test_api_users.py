@@ -116,6 +116,7 @@ async def test_patch_user_with_no_fields_changes_nothing(
     assert response.status_code == 200
     assert response.json() == me.user
     assert missing.status_code == 404
+    assert missing.json() == {"detail": "user 987654321 not found"}
 
 
 async def test_patch_user_to_taken_email_returns_409(
@@ -126,7 +127,8 @@ async def test_patch_user_to_taken_email_returns_409(
     response = await client.patch(f"/users/{me.id}", json={"email": "TAKEN@example.com"})
 
     assert response.status_code == 409
-    assert (await client.get(f"/users/{me.id}")).json()["email"] == me.user["email"]
+    assert response.json() == {"detail": "a user with email taken@example.com already exists"}
+    assert (await client.get(f"/users/{me.id}")).json() == me.user
 
 
 async def test_patch_user_to_own_email_succeeds(client: httpx.AsyncClient, me: Account) -> None:
@@ -140,6 +142,7 @@ async def test_patch_missing_user_returns_404(client: httpx.AsyncClient) -> None
     response = await client.patch("/users/987654321", json={"name": "X"})
 
     assert response.status_code == 404
+    assert response.json() == {"detail": "user 987654321 not found"}
 
 
 async def test_delete_user_returns_204_then_401(
@@ -151,9 +154,12 @@ async def test_delete_user_returns_204_then_401(
 
     assert response.status_code == 204
     assert response.content == b""
-    assert (await client.get(f"/users/{user.id}")).status_code == 404
+    assert (await client.get(f"/users/{user.id}")).json() == {"detail": f"user {user.id} not found"}
     # The token went with its user.
-    assert (await client.delete(f"/users/{user.id}", headers=user.headers)).status_code == 401
+    again = await client.delete(f"/users/{user.id}", headers=user.headers)
+    assert again.status_code == 401
+    assert again.json() == {"detail": "invalid or expired token"}
+    assert again.headers["www-authenticate"] == "Bearer"
 
 
 async def test_list_users_walks_every_page_in_id_order(
