@@ -56,12 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             tracer_provider.shutdown()  # sends the spans still buffered
 
 
-def create_app(
-    settings: Settings,
-    *,
-    alembic_ini: str | None = None,
-    tracer_provider: "TracerProvider | None" = None,
-) -> FastAPI:
+def create_app(settings: Settings, *, tracer_provider: "TracerProvider | None" = None) -> FastAPI:
     """The app for these settings. Traces go to `tracer_provider` if given, else over OTLP
     when OTEL_EXPORTER_OTLP_ENDPOINT is set. Logging is the process's: see service/logs.py."""
     # FastAPI with /docs and /redoc served from the package's own files, not a CDN.
@@ -74,7 +69,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    app.state.migrations = health.read_migrations(alembic_ini or str(settings.ALEMBIC_CONFIG))
+    app.state.migrations = health.read_migrations(str(settings.ALEMBIC_CONFIG))
     # The busiest routes first: a request is matched against the routes in this order.
     routers = (users.router, items.router, auth.router, health.router)
     errors.claim_literal_paths(app, routers)  # before the routers: it says why
