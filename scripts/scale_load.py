@@ -1,13 +1,13 @@
 """A steady, bounded load on the stack behind its load balancer, for scripts/scale-check.
 
     python scripts/scale_load.py run BASE_URL SECONDS EVENTS.jsonl
-    python scripts/scale_load.py report BASE_URL EVENTS.jsonl MARKS.txt POSTGRES.log
+    python scripts/scale_load.py report BASE_URL EVENTS.jsonl MARKS.txt POSTGRES.log REPLACED_IN
 
 `run` signs up one user per writer, then for SECONDS keeps READERS threads reading
 (GET /users/{id} and GET /items/{id}) and WRITERS threads each creating items of its own user,
 every thread at RATE requests a second. Each request is one line of EVENTS.jsonl: when it ended,
 how long it took, what, the status (or the error), which replica answered (X-Served-By) and,
-for an acknowledged write, the item and the writer.
+for an acknowledged write, the item.
 
 `report` splits the events by the phases in MARKS.txt ("NAME START END" in epoch seconds, as
 the check writes them): requests, failures and latency percentiles in each, how requests spread
@@ -15,7 +15,12 @@ over the replicas while steady. It reads back every acknowledged write (none may
 and counts those without a `public_id`. From the Postgres log (written with log_lock_waits,
 a low deadlock_timeout and log_line_prefix '%m [%p] app=%a '), it takes every lock wait that
 ended, by application_name: `service` (the api's sessions), `alembic` (the migration's), and
-`lock-probe` (the check's own, to show that waits are seen). Standard library only.
+`lock-probe` (the check's own, to show that waits are seen). It prints the summary as JSON,
+then the figures in words (REPLACED_IN: the seconds Swarm took to replace the killed replica),
+and exits non-zero on a failed request, a lost write, or no lock wait seen at all.
+
+Not bench/'s wrk, which keeps only totals: this check needs every request's outcome, and its writes.
+Standard library only (and scripts/http_api.py), for the tools' Python on the host.
 """
 
 import http.client
@@ -26,44 +31,15 @@ import signal
 import sys
 import threading
 import time
-import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from http_api import Client
+
 READERS, WRITERS, RATE = 4, 2, 10.0
 PASSWORD = "scale check password"  # noqa: S105 - the test users', made by this script
-
-
-@dataclass
-class Client:
-    """One keep-alive connection to the load balancer; reconnects after an error."""
-
-    base: urllib.parse.SplitResult
-    connection: http.client.HTTPConnection | None = None
-
-    def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, token: str = ""
-    ) -> tuple[int, dict[str, Any], str]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        payload = None
-        if body is not None:
-            payload = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        if self.connection is None:
-            self.connection = http.client.HTTPConnection(
-                self.base.hostname or "127.0.0.1", self.base.port or 80, timeout=10
-            )
-        try:
-            self.connection.request(method, path, payload, headers)
-            response = self.connection.getresponse()
-            raw = response.read()
-        except (OSError, http.client.HTTPException):
-            self.connection.close()
-            self.connection = None
-            raise
-        data = json.loads(raw) if raw and raw.startswith(b"{") else {}
-        return response.status, data, response.headers.get("X-Served-By", "")
 
 
 @dataclass
@@ -84,45 +60,44 @@ class Recorder:
 
 
 def _timed(client: Client, recorder: Recorder, kind: str, *args: Any, **kwargs: Any) -> Any:
+    """The request's JSON if it succeeded, else None; its outcome recorded either way."""
     started = time.monotonic()
     try:
-        status, data, served_by = client.request(*args, **kwargs)
+        response = client.request(*args, **kwargs)
     except (OSError, http.client.HTTPException) as exc:
         ms = round((time.monotonic() - started) * 1000, 2)
         recorder.write(kind=kind, ms=ms, status=None, error=type(exc).__name__)
         return None
     ms = round((time.monotonic() - started) * 1000, 2)
-    recorder.write(kind=kind, ms=ms, status=status, served_by=served_by, item=data.get("id"))
-    return data if 200 <= status < 300 else None
+    # A failure may come from HAProxy, in HTML: only a success is read as JSON.
+    data = response.json() if 200 <= response.status < 300 else None
+    served_by = response.headers.get("X-Served-By", "")
+    item = data.get("id") if data else None
+    recorder.write(kind=kind, ms=ms, status=response.status, served_by=served_by, item=item)
+    return data
 
 
-def sign_up(base: urllib.parse.SplitResult, n: int) -> tuple[int, str]:
-    client = Client(base)
+def sign_up(base_url: str, n: int) -> tuple[int, str]:
+    client = Client(base_url)
     email = f"scale-{time.time_ns()}-{n}@example.com"
     body = {"email": email, "name": f"Scale {n}", "password": PASSWORD}
-    status, user, _ = client.request("POST", "/users", body)
-    if status != 201:
-        sys.exit(f"sign-up answered {status}")
-    form = urllib.parse.urlencode({"username": email, "password": PASSWORD})
-    assert client.connection is not None
-    client.connection.request(
-        "POST", "/auth/token", form, {"Content-Type": "application/x-www-form-urlencoded"}
-    )
-    login = json.loads(client.connection.getresponse().read())
-    return user["id"], login["access_token"]
+    created = client.request("POST", "/users", json_body=body)
+    login = client.request("POST", "/auth/token", form={"username": email, "password": PASSWORD})
+    if (created.status, login.status) != (201, 200):
+        sys.exit(f"sign-up answered {created.status}, log-in {login.status}")
+    return created.json()["id"], login.json()["access_token"]
 
 
 def run(base_url: str, seconds: float, events: str) -> None:
     """Until SECONDS have passed or a SIGTERM comes."""
-    base = urllib.parse.urlsplit(base_url)
-    accounts = [sign_up(base, n) for n in range(WRITERS)]
+    accounts = [sign_up(base_url, n) for n in range(WRITERS)]
     recorder = Recorder(events)
     deadline = time.monotonic() + seconds
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
 
-    def paced(work: Any) -> None:
-        client = Client(base)
+    def paced(work: Callable[[Client], None]) -> None:
+        client = Client(base_url)
         while time.monotonic() < deadline and not stop.is_set():
             started = time.monotonic()
             work(client)
@@ -135,14 +110,13 @@ def run(base_url: str, seconds: float, events: str) -> None:
         path = f"/items/{item}" if item is not None and random.random() < 0.5 else None
         _timed(client, recorder, "read", "GET", path or f"/users/{user_id}", token=token)
 
-    def writer(n: int) -> Any:
+    def writer(n: int) -> Callable[[Client], None]:
         user_id, token = accounts[n]
 
         def write(client: Client) -> None:
             body = {"title": f"scale check {time.time_ns()}"}
-            created = _timed(
-                client, recorder, "write", "POST", f"/users/{user_id}/items", body, token=token
-            )
+            path = f"/users/{user_id}/items"
+            created = _timed(client, recorder, "write", "POST", path, json_body=body, token=token)
             if created is not None:
                 with recorder.lock:
                     recorder.items.append(created["id"])
@@ -160,14 +134,16 @@ def run(base_url: str, seconds: float, events: str) -> None:
         json.dump(accounts, f)
 
 
-def report(base_url: str, events_path: str, marks_path: str, postgres_log: str) -> None:
+def summarize(
+    base_url: str, events_path: str, marks_path: str, postgres_log: str
+) -> dict[str, Any]:
     with open(events_path) as f:
         events = [json.loads(line) for line in f]
-    phases = {}
+    phases: dict[str, tuple[float, float]] = {}
     with open(marks_path) as f:
         for line in f:
-            name, start, end = line.split()
-            phases[name] = (float(start), float(end))
+            name, started, ended = line.split()
+            phases[name] = (float(started), float(ended))
     with open(events_path + ".accounts") as f:
         token = json.load(f)[0][1]
     with open(postgres_log, errors="replace") as f:
@@ -200,14 +176,75 @@ def report(base_url: str, events_path: str, marks_path: str, postgres_log: str) 
     summary["migration_lock_waits"] = [w for w in waits if w["app"] == "alembic"]
     summary["probe_lock_waits"] = [w for w in waits if w["app"] == "lock-probe"]
     acknowledged = [e["item"] for e in events if e["kind"] == "write" and not failed(e)]
-    client = Client(urllib.parse.urlsplit(base_url))
+    client = Client(base_url)
     read_back = [client.request("GET", f"/items/{i}", token=token) for i in acknowledged]
+    found = [response.json() for response in read_back if response.status == 200]
     summary["writes_acknowledged"] = len(acknowledged)
-    summary["writes_lost"] = sum(1 for status, _, _ in read_back if status != 200)
-    summary["writes_without_public_id"] = sum(
-        1 for status, item, _ in read_back if status == 200 and item.get("public_id") is None
+    summary["writes_lost"] = len(acknowledged) - len(found)
+    summary["writes_without_public_id"] = sum(1 for item in found if item.get("public_id") is None)
+    return summary
+
+
+RELEASE = ("steady", "migration", "rolling_update", "steady_after")
+
+
+def report(summary: dict[str, Any], replaced_in: str) -> list[str]:
+    """Prints the figures; returns what went wrong."""
+    phases = summary["phases"]
+    spread = phases["steady"]["served_by"]
+    print(f"  spread while steady: {spread}")
+    for name in (*RELEASE[:3], "kill", "steady_after"):
+        p = phases[name]
+        print(
+            f"  {name}: {p['requests']} requests in {p['seconds']} s, "
+            f"{p['failed_reads']} failed reads, {p['failed_writes']} failed writes, "
+            f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms, "
+            f"longest lock wait of the service {p['longest_lock_wait_ms']} ms"
+        )
+    steady, migration = phases["steady"]["p99_ms"], phases["migration"]["p99_ms"]
+    ratio = migration / steady
+    print(
+        f"  p99 steady {steady} ms, during the migration {migration} ms: {ratio:.2f}x "
+        f"(goal at most 3x: {'met' if ratio <= 3 else 'MISSED'})"
     )
-    print(json.dumps(summary, indent=2))
+    probe = summary["probe_lock_waits"]
+    print(f"  the check's own lock wait, as logged: {[w['ms'] for w in probe]} ms")
+    longest = summary["longest_service_lock_wait"]
+    print(
+        f"  lock waits of the service of 10 ms or more: {summary['service_lock_waits']}"
+        + (f", longest {longest['ms']} ms ({longest['lock']})" if longest else "")
+    )
+    for wait in summary["migration_lock_waits"]:
+        print(f"  the migration waited {wait['ms']} ms for {wait['lock']}")
+    print(f"  killed replica replaced by Swarm in {replaced_in} s")
+    failed = sum(phases[n]["failed_reads"] + phases[n]["failed_writes"] for n in RELEASE)
+    kill = phases["kill"]
+    print(
+        f"  requests {summary['requests']}; failed while steady, migrating and rolling out:"
+        f" {failed}; failed when a replica was killed: {kill['failed_reads']} reads,"
+        f" {kill['failed_writes']} writes (a write in flight there is never acknowledged)"
+    )
+    print(
+        f"  writes acknowledged {summary['writes_acknowledged']}, lost {summary['writes_lost']};"
+        " without public_id (written by v1 after the backfill passed them)"
+        f" {summary['writes_without_public_id']}"
+    )
+
+    problems = []
+    if len(spread) != 3 or min(spread.values()) < sum(spread.values()) / 10:
+        problems.append(f"requests did not spread over three replicas: {spread}")
+    problems += [
+        f"requests failed during {name}"
+        for name in RELEASE
+        if phases[name]["failed_reads"] or phases[name]["failed_writes"]
+    ]
+    if kill["failed_reads"]:
+        problems.append("reads failed when a replica was killed (the load balancer should retry)")
+    if summary["writes_lost"]:
+        problems.append("acknowledged writes were lost")
+    if not probe:
+        problems.append("the Postgres log showed no lock wait, not even the check's own")
+    return problems
 
 
 # What log_lock_waits writes when a wait longer than deadlock_timeout ends with the lock.
@@ -217,7 +254,7 @@ _ACQUIRED = re.compile(
 )
 
 
-def _lock_waits(lines: Any) -> list[dict[str, Any]]:
+def _lock_waits(lines: Iterable[str]) -> list[dict[str, Any]]:
     waits = []
     for line in lines:
         match = _ACQUIRED.match(line)
@@ -243,7 +280,7 @@ def _percentile(values: list[float], percent: int) -> float | None:
     return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
 
 
-def _count(values: Any) -> dict[str, int]:
+def _count(values: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for value in values:
         counts[value] = counts.get(value, 0) + 1
@@ -254,4 +291,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "run":
         run(sys.argv[2], float(sys.argv[3]), sys.argv[4])
     else:
-        report(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+        summary = summarize(*sys.argv[2:6])
+        print(json.dumps(summary, indent=2))
+        problems = report(summary, sys.argv[6])
+        if problems:
+            sys.exit("FAIL: " + "; ".join(problems))
