@@ -5,12 +5,14 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from logging.config import fileConfig
 from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from sqlalchemy import Connection, DefaultClause, text
+from sqlalchemy import Connection, DefaultClause, Inspector, Table, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -123,12 +125,71 @@ def _serialize(connection: Connection, settings: Settings, *, session: bool) -> 
         )
 
 
+def _has_autoincrement(connection: Connection, table: str) -> bool:
+    sql = connection.scalar(
+        text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :table"),
+        {"table": table},
+    )
+    return sql is not None and "AUTOINCREMENT" in sql.upper()
+
+
+@contextmanager
+def _sqlite_ids_kept(connection: Connection) -> Iterator[list[Callable[..., None]]]:
+    """On SQLite, a table that batch mode recreates keeps AUTOINCREMENT and its counter.
+
+    Batch mode builds the new table from the old one's reflection, and SQLAlchemy does not
+    reflect AUTOINCREMENT (it does STRICT and WITHOUT ROWID: sqlalchemy/sqlalchemy#13543): the
+    copy would give new rows the ids of deleted ones. Dropping the old table also drops its
+    counter in sqlite_sequence, so each migration ends by putting the counters back. Yields
+    what Alembic calls after each migration.
+    """
+    if connection.dialect.name != "sqlite":
+        yield []
+        return
+    counters: dict[str, int] = {}
+
+    def keep_autoincrement(_inspector: Inspector, table: Table, _column: Any) -> None:
+        # Called for each column reflected; a migration's own table_kwargs still win.
+        if table.dialect_options["sqlite"]["autoincrement"]:
+            return
+        if _has_autoincrement(connection, table.name):
+            table.dialect_kwargs["sqlite_autoincrement"] = True
+            counter = text("SELECT seq FROM sqlite_sequence WHERE name = :table")
+            counters.setdefault(table.name, connection.scalar(counter, {"table": table.name}) or 0)
+
+    def restore_counters(**_: Any) -> None:
+        for table, seq in counters.items():
+            if _has_autoincrement(connection, table):
+                params = {"table": table, "seq": seq}
+                connection.execute(
+                    text(
+                        "INSERT INTO sqlite_sequence (name, seq) SELECT :table, :seq"
+                        " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = :table)"
+                    ),
+                    params,
+                )
+                connection.execute(
+                    text("UPDATE sqlite_sequence SET seq = max(seq, :seq) WHERE name = :table"),
+                    params,
+                )
+        counters.clear()
+
+    event.listen(Table, "column_reflect", keep_autoincrement)
+    try:
+        yield [restore_counters]
+    finally:
+        event.remove(Table, "column_reflect", keep_autoincrement)
+
+
 def do_run_migrations(connection: Connection) -> None:
-    # Batch mode on every database, so that a migration written against either runs on both:
-    # SQLite, which has little ALTER TABLE, recreates the table; Postgres gets plain ALTERs.
-    _configure(connection=connection, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
+    with _sqlite_ids_kept(connection) as after_each_migration:
+        # Batch mode on every database, so that a migration written against either runs on
+        # both: SQLite, which has little ALTER TABLE, recreates the table; Postgres gets ALTERs.
+        _configure(
+            connection=connection, render_as_batch=True, on_version_apply=after_each_migration
+        )
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 def _migrate_own_connection(connection: Connection, settings: Settings) -> None:

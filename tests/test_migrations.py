@@ -4,8 +4,10 @@ import asyncio
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,55 @@ async def test_autogenerate_writes_a_portable_migration_that_passes_the_checks(
     assert "No new upgrade operations detected" in _cli_ok(
         await alembic_cli(url, "-c", str(ini), "check")
     )
+
+
+# What autogenerate writes, from either database, for `unique=True` added to Item.title.
+UNIQUE_TITLES = """
+from alembic import op
+
+revision = "5e1f0a2b3c4d"
+down_revision = "{head}"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("items", schema=None) as batch_op:
+        batch_op.create_unique_constraint(batch_op.f("uq_items_title"), ["title"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("items", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("uq_items_title"), type_="unique")
+"""
+
+
+async def test_sqlite_table_recreated_by_a_later_migration_never_reuses_ids(
+    tmp_path: Path,
+) -> None:
+    # SQLite recreates the table for that constraint, from a reflection that has no
+    # AUTOINCREMENT, and its counter goes with the old table: ids 2 and 3 would come back.
+    ini = _copy_scripts(tmp_path)
+    database = tmp_path / "ids.db"
+    url = URL.create("sqlite+aiosqlite", database=str(database))
+    _cli_ok(await alembic_cli(url, "-c", str(ini), "upgrade", "head"))
+    with closing(sqlite3.connect(database)) as conn, conn:
+        conn.execute("INSERT INTO users (email, name) VALUES ('ann@example.com', 'Ann')")
+        conn.executemany(
+            "INSERT INTO items (owner_id, title) VALUES (1, ?)", [("a",), ("b",), ("c",)]
+        )
+        conn.execute("DELETE FROM items WHERE id > 1")
+    revision = tmp_path / "migrations" / "versions" / "unique_titles.py"
+    revision.write_text(UNIQUE_TITLES.format(head=_revisions()[-1]))
+
+    new_ids = []
+    for step in (["upgrade", "head"], ["downgrade", "-1"]):
+        _cli_ok(await alembic_cli(url, "-c", str(ini), *step))
+        with closing(sqlite3.connect(database)) as conn, conn:
+            cursor = conn.execute(
+                "INSERT INTO items (owner_id, title) VALUES (1, ?)", (f"after {step[0]}",)
+            )
+            new_ids.append(cursor.lastrowid)
+
+    assert new_ids == [4, 5]
 
 
 async def test_offline_sql_for_postgres_renders_every_migration(postgres_server: URL) -> None:
