@@ -25,6 +25,12 @@ _PAGE = (
 )
 
 
+def _owner_deleted(exc: IntegrityError) -> bool:
+    # Postgres names the constraint; SQLite names no foreign key, and items has only this one.
+    message = str(exc.orig)
+    return "fk_items_owner_id_users" in message or "FOREIGN KEY constraint failed" in message
+
+
 async def create_item(
     session: AsyncSession, *, owner_id: int, data: ItemCreate, caller: User
 ) -> Item:
@@ -32,8 +38,10 @@ async def create_item(
     try:
         values = {"owner_id": owner.id, **data.model_dump()}
         item = (await session.execute(_INSERT, values)).scalar_one()
-    except IntegrityError:  # the only constraint left to fail: the owner was deleted meanwhile
-        raise NotAuthenticated("your account no longer exists") from None
+    except IntegrityError as exc:
+        if _owner_deleted(exc):  # since the token was checked
+            raise NotAuthenticated("your account no longer exists") from None
+        raise
     return item
 
 

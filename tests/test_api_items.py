@@ -3,6 +3,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support import Account
 
@@ -156,3 +158,24 @@ async def test_new_item_never_gets_the_id_of_a_deleted_one(
     assert (await client.get(f"/items/{last['id']}")).json() == {
         "detail": f"item {last['id']} not found"
     }
+
+
+async def test_a_constraint_the_code_does_not_know_is_not_reported_as_a_deleted_account(
+    client: httpx.AsyncClient, me: Account, connection: AsyncConnection
+) -> None:
+    # As after a migration that adds a rule the code was not changed for: its violation is the
+    # server's error, not "your account no longer exists", and the client stays signed in.
+    if connection.dialect.name == "postgresql":
+        rule = "ALTER TABLE items ADD CONSTRAINT ck_items_test CHECK (title <> 'refused')"
+    else:  # SQLite cannot add a CHECK to a table; a trigger fails the insert the same way
+        rule = (
+            "CREATE TRIGGER ck_items_test BEFORE INSERT ON items WHEN NEW.title = 'refused'"
+            " BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: ck_items_test'); END"
+        )
+    await connection.execute(text(rule))
+
+    refused = await client.post(f"/users/{me.id}/items", json={"title": "refused"})
+
+    assert (refused.status_code, refused.json()["detail"]) == (500, "internal server error")
+    assert (await client.get("/users/me")).json()["id"] == me.id
+    assert (await client.get(f"/users/{me.id}/items")).json()["items"] == []
