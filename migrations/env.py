@@ -250,15 +250,22 @@ async def run_async_migrations() -> None:
             await asyncio.sleep(pause)
 
 
-def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        # A connection handed over by the caller (Alembic's cookbook; the tests), in the
-        # caller's transaction: the lock and the timeout last as long as it. Migrations that
-        # need autocommit_block() cannot run inside it; `alembic upgrade` runs them on its own.
+def _migrate_handed_connection(connection: Connection) -> None:
+    if connection.in_transaction():
+        # In the caller's transaction (Alembic's cookbook): the lock and the timeout last as
+        # long as it. Migrations that need autocommit_block() cannot run inside it.
         if connection.dialect.name == "postgresql":
             _serialize(connection, _settings(), session=False)
         do_run_migrations(connection)
+    else:
+        # No transaction begun (the tests): Alembic runs its own, as `alembic upgrade` does.
+        _migrate_own_connection(connection, _settings())
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:  # handed over by code that runs Alembic's commands
+        _migrate_handed_connection(connection)
         return
     try:
         asyncio.run(run_async_migrations())

@@ -99,20 +99,23 @@ def session_on(connection: AsyncConnection) -> AsyncSession:
 # --- Alembic -----------------------------------------------------------------------------------
 
 
-def alembic_config() -> Config:
-    config = Config(ALEMBIC_INI)
+def alembic_config(ini: Path = ALEMBIC_INI) -> Config:
+    config = Config(ini)
     config.attributes["configure_logger"] = False
     return config
 
 
-async def run_alembic(url: URL, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run an Alembic command on one connection, as the cookbook's connection-sharing recipe."""
+async def run_alembic(
+    url: URL, fn: Callable[..., Any], *args: Any, ini: Path = ALEMBIC_INI, **kwargs: Any
+) -> Any:
+    """Run an Alembic command on one connection handed over with no transaction begun: each
+    migration commits, as with `alembic upgrade`, so autocommit_block() works too."""
     engine = create_migration_engine(settings_for(url))
     try:
-        async with engine.begin() as conn:
+        async with engine.connect() as conn:
 
             def run(sync_conn: Connection) -> Any:
-                config = alembic_config()
+                config = alembic_config(ini)
                 config.attributes["connection"] = sync_conn
                 return fn(config, *args, **kwargs)
 
@@ -121,8 +124,8 @@ async def run_alembic(url: URL, fn: Callable[..., Any], *args: Any, **kwargs: An
         await engine.dispose()
 
 
-async def migrate(url: URL, revision: str = "head") -> None:
-    await run_alembic(url, command.upgrade, revision)
+async def migrate(url: URL, revision: str = "head", *, ini: Path = ALEMBIC_INI) -> None:
+    await run_alembic(url, command.upgrade, revision, ini=ini)
 
 
 async def alembic_cli(
@@ -276,9 +279,14 @@ def free_port() -> int:
 
 
 def copy_of_project(into: Path) -> Path:
-    """The repository's tracked files, as a fresh clone has them, in a directory of their own."""
+    """The project's files, as a fresh clone has them plus the ones not yet added to git (a
+    user's new resource), without what .gitignore leaves out, in a directory of their own."""
     listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, text=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        text=True,
     )
     for name in filter(None, listed.stdout.split("\0")):
         if (ROOT / name).is_file():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
@@ -20,6 +21,16 @@ from service.db import Base, create_migration_engine
 from tests.support import ROOT, alembic_cli, alembic_config, migrate, run_alembic, settings_for
 
 TABLES = set(Base.metadata.tables)
+
+
+async def _indexes(url: URL, table: str) -> set[str]:
+    engine = create_migration_engine(settings_for(url))
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda c: inspect(c).get_indexes(table))
+    finally:
+        await engine.dispose()
+    return {index["name"] for index in found if index["name"]}
 
 
 def _revisions() -> list[str]:
@@ -326,18 +337,65 @@ async def test_upgrade_of_a_file_that_is_no_sqlite_database_fails_in_one_line(
     )
 
 
-async def test_run_sync_connection_from_code_is_used(fresh_url: URL) -> None:
-    # The cookbook branch: a connection handed over in config.attributes is the one migrated.
-    def current(conn: Connection) -> str | None:
-        from alembic.runtime.migration import MigrationContext
-
+async def test_connection_handed_over_in_a_transaction_is_migrated_in_it(
+    fresh_url: URL,
+) -> None:
+    # Alembic's cookbook: a connection in the caller's transaction, in config.attributes.
+    def upgrade_then_current(conn: Connection) -> str | None:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        assert conn.in_transaction()  # the caller's, still open: nothing committed it
         return MigrationContext.configure(conn).get_current_revision()
 
-    await migrate(fresh_url)
     engine = create_migration_engine(settings_for(fresh_url))
     try:
-        async with engine.connect() as conn:
-            revision = await conn.run_sync(current)
+        async with engine.begin() as conn:
+            revision = await conn.run_sync(upgrade_then_current)
     finally:
         await engine.dispose()
     assert revision == _revisions()[-1]
+    assert await _tables(fresh_url) == TABLES
+
+
+# The README's index on an existing table: built CONCURRENTLY on Postgres, outside a transaction.
+INDEX_TITLES = """
+from alembic import op
+
+revision = "6f2a0b1c3d4e"
+down_revision = "{head}"
+
+
+def upgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.create_index(
+            op.f("ix_items_title"),
+            "items",
+            ["title"],
+            if_not_exists=True,
+            postgresql_concurrently=True,
+        )
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.drop_index(
+            op.f("ix_items_title"),
+            table_name="items",
+            if_exists=True,
+            postgresql_concurrently=True,
+        )
+"""
+
+
+async def test_migration_with_autocommit_block_runs_as_the_test_fixtures_migrate(
+    fresh_url: URL, tmp_path: Path
+) -> None:
+    ini = _copy_scripts(tmp_path)
+    revision = tmp_path / "migrations" / "versions" / "index_titles.py"
+    revision.write_text(INDEX_TITLES.format(head=_revisions()[-1]))
+
+    await migrate(fresh_url, ini=ini)
+    assert "ix_items_title" in await _indexes(fresh_url, "items")
+    await run_alembic(fresh_url, command.downgrade, "-1", ini=ini)
+    assert "ix_items_title" not in await _indexes(fresh_url, "items")
