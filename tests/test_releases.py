@@ -9,6 +9,7 @@ A migration that drops or renames what the older code reads breaks the smoke tes
 """
 
 import io
+import shutil
 import subprocess
 import tarfile
 import uuid
@@ -206,3 +207,44 @@ async def test_a_migration_that_renames_what_the_previous_release_reads_fails_it
     async with uvicorn(_url(postgres_url), cwd=previous_release) as server:
         with pytest.raises(SmokeFailed, match=r"^POST /users/\d+/items: 5\d\d"):
             await api_smoke(server.base_url)
+
+
+def test_next_release_still_applies_after_the_model_changes_a_user_makes(tmp_path: Path) -> None:
+    # The README's own example (items.price), a wider title with an index, a new import.
+    service = tmp_path / "service"
+    shutil.copytree(ROOT / "service", service, ignore=shutil.ignore_patterns("__pycache__"))
+    edits = {
+        "models.py": [
+            ("mapped_column(String(200))", "mapped_column(String(300), index=True)"),
+            (
+                "Mapped[str | None] = mapped_column(Text)\n",
+                "Mapped[str | None] = mapped_column(Text)\n    price: Mapped[int | None]\n",
+            ),
+        ],
+        "schemas.py": [
+            (
+                "from datetime import datetime\n",
+                "from datetime import datetime\nfrom decimal import Decimal\n",
+            ),
+            (
+                "    description: str | None\n    created_at",
+                "    description: str | None\n    price: Decimal | None\n    created_at",
+            ),
+        ],
+    }
+    for name, changes in edits.items():
+        source = (service / name).read_text()
+        for old, new in changes:
+            assert source.count(old) == 1, old
+            source = source.replace(old, new)
+        (service / name).write_text(source)
+
+    applied = subprocess.run(
+        ["git", "apply", "--check", str(ROOT / "deploy" / "releases" / "v2" / "service.patch")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert applied.returncode == 0, applied.stderr
