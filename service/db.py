@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, Dialect, Executable, MetaData, event
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -210,6 +210,14 @@ async def keyset_page(
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None
+
+
+def violated(exc: IntegrityError, constraint: str, *, sqlite: str) -> bool:
+    """Whether a write failed on `constraint`, a name from the naming convention. Postgres
+    names it; SQLite names a unique constraint by its column (`sqlite="users.email"`) and a
+    foreign key not at all (`sqlite="FOREIGN KEY constraint failed"`)."""
+    message = str(exc.orig)
+    return constraint in message or sqlite in message
 
 
 # Postgres SQLSTATE classes that mean "the database cannot serve us now", not a bug: connection

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from service.db import keyset_page
+from service.db import keyset_page, violated
 from service.errors import Forbidden, NotAuthenticated, NotFound
 from service.models import Item, User, now
 from service.schemas import ItemCreate, ItemUpdate
@@ -25,12 +25,6 @@ _PAGE = (
 )
 
 
-def _owner_deleted(exc: IntegrityError) -> bool:
-    # Postgres names the constraint; SQLite names no foreign key, and items has only this one.
-    message = str(exc.orig)
-    return "fk_items_owner_id_users" in message or "FOREIGN KEY constraint failed" in message
-
-
 async def create_item(
     session: AsyncSession, *, owner_id: int, data: ItemCreate, caller: User
 ) -> Item:
@@ -39,7 +33,8 @@ async def create_item(
         values = {"owner_id": owner.id, **data.model_dump()}
         item = (await session.execute(_INSERT, values)).scalar_one()
     except IntegrityError as exc:
-        if _owner_deleted(exc):  # since the token was checked
+        # The owner was deleted since the token was checked (items has no other foreign key).
+        if violated(exc, "fk_items_owner_id_users", sqlite="FOREIGN KEY constraint failed"):
             raise NotAuthenticated("your account no longer exists") from None
         raise
     return item

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from service import auth
-from service.db import keyset_page
+from service.db import keyset_page, violated
 from service.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from service.models import User, now
 from service.schemas import UserCreate, UserUpdate
@@ -29,9 +29,7 @@ _PAGE = (
 
 
 def _duplicate_email(exc: IntegrityError) -> bool:
-    # Postgres names the constraint; SQLite names the column.
-    message = str(exc.orig)
-    return "uq_users_email" in message or "users.email" in message
+    return violated(exc, "uq_users_email", sqlite="users.email")
 
 
 async def create_user(session: AsyncSession, *, data: UserCreate, password_hash: str) -> User:

@@ -18,7 +18,16 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
 
 from service.db import Base, create_migration_engine
-from tests.support import ROOT, alembic_cli, alembic_config, migrate, run_alembic, settings_for
+from tests.support import (
+    ROOT,
+    Migration,
+    alembic_cli,
+    alembic_config,
+    migrate,
+    run_alembic,
+    scripts_with,
+    settings_for,
+)
 
 TABLES = set(Base.metadata.tables)
 
@@ -174,22 +183,18 @@ async def test_autogenerate_writes_a_portable_migration_that_passes_the_checks(
 
 
 # What autogenerate writes, from either database, for `unique=True` added to Item.title.
-UNIQUE_TITLES = """
-from alembic import op
-
-revision = "5e1f0a2b3c4d"
-down_revision = "{head}"
-
-
-def upgrade() -> None:
-    with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.create_unique_constraint(batch_op.f("uq_items_title"), ["title"])
-
-
-def downgrade() -> None:
-    with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_items_title"), type_="unique")
-"""
+UNIQUE_TITLES = Migration(
+    revision="5e1f0a2b3c4d",
+    message="unique item titles",
+    upgrade=[
+        'with op.batch_alter_table("items", schema=None) as batch_op:',
+        '    batch_op.create_unique_constraint(batch_op.f("uq_items_title"), ["title"])',
+    ],
+    downgrade=[
+        'with op.batch_alter_table("items", schema=None) as batch_op:',
+        '    batch_op.drop_constraint(batch_op.f("uq_items_title"), type_="unique")',
+    ],
+)
 
 
 async def test_sqlite_table_recreated_by_a_later_migration_never_reuses_ids(
@@ -197,22 +202,20 @@ async def test_sqlite_table_recreated_by_a_later_migration_never_reuses_ids(
 ) -> None:
     # SQLite recreates the table for that constraint, from a reflection that has no
     # AUTOINCREMENT, and its counter goes with the old table: ids 2 and 3 would come back.
-    ini = _copy_scripts(tmp_path)
     database = tmp_path / "ids.db"
     url = URL.create("sqlite+aiosqlite", database=str(database))
-    _cli_ok(await alembic_cli(url, "-c", str(ini), "upgrade", "head"))
+    ini, head = await scripts_with(url, tmp_path, UNIQUE_TITLES)
+    _cli_ok(await alembic_cli(url, *ini, "upgrade", head))
     with closing(sqlite3.connect(database)) as conn, conn:
         conn.execute("INSERT INTO users (email, name) VALUES ('ann@example.com', 'Ann')")
         conn.executemany(
             "INSERT INTO items (owner_id, title) VALUES (1, ?)", [("a",), ("b",), ("c",)]
         )
         conn.execute("DELETE FROM items WHERE id > 1")
-    revision = tmp_path / "migrations" / "versions" / "unique_titles.py"
-    revision.write_text(UNIQUE_TITLES.format(head=_revisions()[-1]))
 
     new_ids = []
     for step in (["upgrade", "head"], ["downgrade", "-1"]):
-        _cli_ok(await alembic_cli(url, "-c", str(ini), *step))
+        _cli_ok(await alembic_cli(url, *ini, *step))
         with closing(sqlite3.connect(database)) as conn, conn:
             cursor = conn.execute(
                 "INSERT INTO items (owner_id, title) VALUES (1, ?)", (f"after {step[0]}",)
@@ -359,43 +362,28 @@ async def test_connection_handed_over_in_a_transaction_is_migrated_in_it(
 
 
 # The README's index on an existing table: built CONCURRENTLY on Postgres, outside a transaction.
-INDEX_TITLES = """
-from alembic import op
-
-revision = "6f2a0b1c3d4e"
-down_revision = "{head}"
-
-
-def upgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.create_index(
-            op.f("ix_items_title"),
-            "items",
-            ["title"],
-            if_not_exists=True,
-            postgresql_concurrently=True,
-        )
-
-
-def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index(
-            op.f("ix_items_title"),
-            table_name="items",
-            if_exists=True,
-            postgresql_concurrently=True,
-        )
-"""
+INDEX_TITLES = Migration(
+    revision="6f2a0b1c3d4e",
+    message="index item titles",
+    upgrade=[
+        "with op.get_context().autocommit_block():",
+        '    op.create_index(op.f("ix_items_title"), "items", ["title"],',
+        "                    if_not_exists=True, postgresql_concurrently=True)",
+    ],
+    downgrade=[
+        "with op.get_context().autocommit_block():",
+        '    op.drop_index(op.f("ix_items_title"), table_name="items",',
+        "                  if_exists=True, postgresql_concurrently=True)",
+    ],
+)
 
 
 async def test_migration_with_autocommit_block_runs_as_the_test_fixtures_migrate(
     fresh_url: URL, tmp_path: Path
 ) -> None:
-    ini = _copy_scripts(tmp_path)
-    revision = tmp_path / "migrations" / "versions" / "index_titles.py"
-    revision.write_text(INDEX_TITLES.format(head=_revisions()[-1]))
+    (_, ini), _ = await scripts_with(fresh_url, tmp_path, INDEX_TITLES)
 
-    await migrate(fresh_url, ini=ini)
+    await migrate(fresh_url, ini=Path(ini))
     assert "ix_items_title" in await _indexes(fresh_url, "items")
-    await run_alembic(fresh_url, command.downgrade, "-1", ini=ini)
+    await run_alembic(fresh_url, command.downgrade, "-1", ini=Path(ini))
     assert "ix_items_title" not in await _indexes(fresh_url, "items")
