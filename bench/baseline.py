@@ -21,16 +21,8 @@ import asyncpg
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response, status
 
 from service.config import load_settings
-from service.schemas import (
-    MAX_ID,
-    Cursor,
-    ItemCreate,
-    ItemRead,
-    Page,
-    UserRead,
-    UserUpdate,
-    encode_cursor,
-)
+from service.paging import Cursor, Page, encode_cursor
+from service.schemas import MAX_ID, ItemCreate, ItemRead, UserRead, UserUpdate
 
 # Omitted PATCH fields come as NULL and keep their value (neither column may be null).
 PG = {

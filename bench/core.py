@@ -21,16 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bench.baseline import NOT_SIGNED_IN, CursorQuery, Limit, UserId
 from service import auth
 from service.config import load_settings
-from service.db import Base, create_engine
-from service.models import now
-from service.schemas import (
-    ItemCreate,
-    ItemRead,
-    Page,
-    UserRead,
-    UserUpdate,
-    encode_cursor,
-)
+from service.db import create_engine
+from service.models import Base, now
+from service.paging import Page, encode_cursor
+from service.schemas import ItemCreate, ItemRead, UserRead, UserUpdate
 
 users, items, tokens = (Base.metadata.tables[t] for t in ("users", "items", "access_tokens"))
 USER_COLUMNS = (users.c.id, users.c.email, users.c.name, users.c.created_at, users.c.updated_at)

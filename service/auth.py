@@ -20,8 +20,8 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import bindparam, delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import ReadSession, WriteSession
 from service.errors import NotAuthenticated, TooManyAttempts
 from service.models import AccessToken, LoginFailure, User, now
 from service.schemas import MAX_EMAIL, Email
@@ -125,14 +125,14 @@ def well_formed(token: str) -> bool:
     return _TOKEN.fullmatch(token) is not None
 
 
-async def user_for_token(session: AsyncSession, token: str) -> User | None:
+async def user_for_token(session: ReadSession, token: str) -> User | None:
     """The user a valid (known, unexpired, unrevoked) token belongs to: one indexed lookup."""
     params = {"token_hash": token_hash(token), "now": now()}
     user: User | None = (await session.execute(_USER_BY_TOKEN, params)).scalar_one_or_none()
     return user
 
 
-async def issue_token(session: AsyncSession, *, user_id: int, ttl: int) -> str:
+async def issue_token(session: WriteSession, *, user_id: int, ttl: int) -> str:
     token = secrets.token_urlsafe(32)
     issued = now()
     await session.execute(_DELETE_EXPIRED_TOKENS, {"user_id": user_id, "now": issued})
@@ -148,11 +148,11 @@ async def issue_token(session: AsyncSession, *, user_id: int, ttl: int) -> str:
     return token
 
 
-async def revoke_token(session: AsyncSession, token: str) -> None:
+async def revoke_token(session: WriteSession, token: str) -> None:
     await session.execute(_REVOKE, {"token_hash": token_hash(token)})
 
 
-async def revoke_other_tokens(session: AsyncSession, *, user_id: int, keep: str) -> None:
+async def revoke_other_tokens(session: WriteSession, *, user_id: int, keep: str) -> None:
     await session.execute(_REVOKE_OTHERS, {"user_id": user_id, "token_hash": token_hash(keep)})
 
 
@@ -161,15 +161,11 @@ class LoginLock:
     """LOGIN_MAX_FAILURES failures within LOGIN_WINDOW seconds lock an email for a window."""
 
     max_failures: int
-    window_s: int
-
-    @property
-    def window(self) -> timedelta:
-        return timedelta(seconds=self.window_s)
+    window: timedelta
 
 
 async def log_in(
-    session: AsyncSession, *, username: str, password: str, lock: LoginLock, ttl: int
+    session: WriteSession, *, username: str, password: str, lock: LoginLock, ttl: int
 ) -> str:
     """A new access token for the email and password.
 
@@ -197,7 +193,7 @@ async def log_in(
 
 
 async def _check_lock(
-    session: AsyncSession, *, email: str, lock: LoginLock, attempted: datetime
+    session: WriteSession, *, email: str, lock: LoginLock, attempted: datetime
 ) -> None:
     """TooManyAttempts if the email is locked.
 

@@ -5,12 +5,12 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from service.db import keyset_page, violated
+from service.db import ReadSession, WriteSession
 from service.errors import Forbidden, NotAuthenticated, NotFound
-from service.models import Item, User, now
+from service.models import Item, User, violated
+from service.paging import keyset_page
 from service.schemas import ItemCreate, ItemUpdate
 from service.users import get_own_account, get_user
 
@@ -26,7 +26,7 @@ _PAGE = (
 
 
 async def create_item(
-    session: AsyncSession, *, owner_id: int, data: ItemCreate, caller: User
+    session: WriteSession, *, owner_id: int, data: ItemCreate, caller: User
 ) -> Item:
     owner = await get_own_account(session, owner_id, caller=caller)
     try:
@@ -40,7 +40,7 @@ async def create_item(
     return item
 
 
-async def get_item(session: AsyncSession, item_id: int) -> Item:
+async def get_item(session: ReadSession, item_id: int) -> Item:
     item = (await session.execute(_BY_ID, {"item_id": item_id})).scalar_one_or_none()
     if item is None:
         raise NotFound(f"item {item_id} not found")
@@ -48,7 +48,7 @@ async def get_item(session: AsyncSession, item_id: int) -> Item:
 
 
 async def list_items(
-    session: AsyncSession, *, owner_id: int, after: int | None, limit: int
+    session: ReadSession, *, owner_id: int, after: int | None, limit: int
 ) -> tuple[list[Row[Any]], int | None]:
     """One page of a user's items in id order, and the id to continue after."""
     page = await keyset_page(session, _PAGE, {"owner_id": owner_id}, after=after, limit=limit)
@@ -57,7 +57,7 @@ async def list_items(
     return page
 
 
-async def get_own_item(session: AsyncSession, item_id: int, *, caller: User) -> Item:
+async def get_own_item(session: ReadSession, item_id: int, *, caller: User) -> Item:
     """The caller's own item: 404 if there is no such item, 403 if it is someone else's."""
     item = await get_item(session, item_id)
     if item.owner_id != caller.id:
@@ -66,15 +66,11 @@ async def get_own_item(session: AsyncSession, item_id: int, *, caller: User) -> 
 
 
 async def update_item(
-    session: AsyncSession, item_id: int, *, data: ItemUpdate, caller: User
+    session: WriteSession, item_id: int, *, data: ItemUpdate, caller: User
 ) -> Item:
     """Apply a partial update: the fields the request set."""
     item = await get_own_item(session, item_id, caller=caller)
-    changes = data.model_dump(exclude_unset=True)
-    for field, value in changes.items():
-        setattr(item, field, value)
-    if changes:  # moves even when the values are the ones already stored
-        item.updated_at = now()
+    item.apply(data.model_dump(exclude_unset=True))
     try:
         await session.flush()
     except StaleDataError:  # the UPDATE found no row: deleted since it was read
@@ -82,7 +78,7 @@ async def update_item(
     return item
 
 
-async def delete_item(session: AsyncSession, item_id: int, *, caller: User) -> None:
+async def delete_item(session: WriteSession, item_id: int, *, caller: User) -> None:
     item = await get_own_item(session, item_id, caller=caller)
     await session.delete(item)
     await session.flush()

@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -13,8 +14,10 @@ from fastapi_offline import FastAPIOffline
 
 from service import logs, observability
 from service.api import auth, errors, health, items, users
+from service.api.routing import claim_literal_paths
+from service.auth import LoginLock
 from service.config import ConfigError, Settings, load_settings
-from service.db import ConnectionGate, Database, create_engine
+from service.db import open_database
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -26,29 +29,22 @@ log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     log.info("database: %s", settings.database_description())
-    engine = create_engine(settings)
-    slots = settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
-    if engine.dialect.name == "sqlite":
-        # Every transaction takes SQLite's one write lock (BEGIN IMMEDIATE): more than one
-        # at a time would only move the queue into SQLite's busy handler, which sleeps and
-        # polls, instead of this gate, which hands over at once and in order.
-        slots = 1
-    app.state.database = Database(engine, ConnectionGate(slots, settings.DB_POOL_TIMEOUT))
+    database = app.state.database = open_database(settings)
     tracer_provider: TracerProvider | None = app.state.tracer_provider
     if tracer_provider is not None:
-        observability.trace_statements(engine, tracer_provider)
+        observability.trace_statements(database, tracer_provider)
     # What exists now (FastAPI, pydantic, SQLAlchemy, our app) lives as long as the process;
     # frozen, the cyclic collector stops rescanning it on every full collection.
     gc.collect()
     gc.freeze()
-    sampling = asyncio.create_task(observability.sample_pool(app.state.database))
+    sampling = asyncio.create_task(observability.sample_pool(database))
     try:
         yield
     finally:
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
-        await engine.dispose()
+        await database.dispose()
         log.info("database connections closed")
         observability.forget_this_process(settings)
         if tracer_provider is not None:
@@ -70,9 +66,12 @@ def create_app(settings: Settings, *, tracer_provider: "TracerProvider | None" =
     )
     app.state.settings = settings
     app.state.migrations = health.read_migrations(str(settings.ALEMBIC_CONFIG))
+    app.state.login_lock = LoginLock(
+        settings.LOGIN_MAX_FAILURES, timedelta(seconds=settings.LOGIN_WINDOW)
+    )
     # The busiest routes first: a request is matched against the routes in this order.
     routers = (users.router, items.router, auth.router, health.router)
-    errors.claim_literal_paths(app, routers)  # before the routers: it says why
+    claim_literal_paths(app, routers)  # before the routers: it says why
     for router in routers:
         app.include_router(router)
     app.get("/metrics", include_in_schema=False)(observability.metrics)

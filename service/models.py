@@ -1,15 +1,68 @@
-"""ORM tables."""
+"""The ORM tables and their declarative base: one naming convention, one type per annotation."""
 
 from datetime import UTC, datetime
+from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.engine.default import DefaultExecutionContext
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
-from service.db import Base
+# Named constraints let Alembic drop and alter them by name, on SQLite (batch mode) too.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
-# BIGINT on Postgres; SQLite only auto-increments a column declared exactly INTEGER.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them without an offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # What a plain annotation maps to, so that a model written as SQLAlchemy's docs teach is
+    # right as written: `id: Mapped[int] = mapped_column(primary_key=True)` is BIGINT on Postgres,
+    # and INTEGER on SQLite, which auto-increments only a column declared exactly so (and stores
+    # 64 bits in it).
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        int: BigInteger().with_variant(Integer(), "sqlite"),
+        datetime: UTCDateTime(),
+    }
+    # Without AUTOINCREMENT, SQLite gives a new row the id of a deleted last one; Postgres
+    # never reuses an id. A model with __table_args__ of its own adds them to these.
+    __table_args__: Any = ({"sqlite_autoincrement": True},)
 
 
 def now() -> datetime:
@@ -28,11 +81,19 @@ class Timestamped:
         default=_created_at, onupdate=now, server_default=func.now()
     )
 
+    def apply(self, changes: dict[str, Any]) -> None:
+        """A partial update: set the fields given. updated_at moves even when the values given
+        are the ones stored: the client asked for a change."""
+        for field, value in changes.items():
+            setattr(self, field, value)
+        if changes:
+            self.updated_at = now()
+
 
 class User(Timestamped, Base):
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     # An Argon2id PHC string; NULL for accounts made before passwords, which cannot log in.
@@ -42,10 +103,8 @@ class User(Timestamped, Base):
 class Item(Timestamped, Base):
     __tablename__ = "items"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    owner_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
 
@@ -55,11 +114,9 @@ class AccessToken(Base):
 
     __tablename__ = "access_tokens"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=now, server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
@@ -73,6 +130,14 @@ class LoginFailure(Base):
         *Base.__table_args__,
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     failed_at: Mapped[datetime] = mapped_column(index=True)
+
+
+def violated(exc: IntegrityError, constraint: str, *, sqlite: str) -> bool:
+    """Whether a write failed on `constraint`, a name from NAMING_CONVENTION. Postgres names it;
+    SQLite names a unique constraint by its column (`sqlite="users.email"`) and a foreign key
+    not at all (`sqlite="FOREIGN KEY constraint failed"`)."""
+    message = str(exc.orig)
+    return constraint in message or sqlite in message

@@ -40,7 +40,6 @@ from service.db import Database
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +172,15 @@ async def sample_pool(database: Database) -> None:
 
 
 def measure_pool(database: Database) -> None:
-    pool: Any = database.engine.pool  # a QueuePool: size, checkedin, checkedout, overflow
-    POOL.labels("in_use").set(pool.checkedout())
-    POOL.labels("idle").set(pool.checkedin())
-    POOL.labels("overflow").set(max(pool.overflow(), 0))
-    WAITING.set(database.gate.waiting)
+    # QueuePools (size, checkedin, checkedout, overflow): the one for writes, the one for reads.
+    pools: list[Any] = [database.engine.pool, database.read_engine.pool]
+    POOL.labels("in_use").set(sum(pool.checkedout() for pool in pools))
+    POOL.labels("idle").set(sum(pool.checkedin() for pool in pools))
+    POOL.labels("overflow").set(sum(max(pool.overflow(), 0) for pool in pools))
+    waiting = database.gate.waiting
+    if database.read_gate is not database.gate:  # SQLite: readers have a gate of their own
+        waiting += database.read_gate.waiting
+    WAITING.set(waiting)
 
 
 async def metrics(request: Request) -> Response:
@@ -217,15 +220,17 @@ def trace_requests(app: FastAPI, provider: "TracerProvider") -> None:
     )
 
 
-def trace_statements(engine: "AsyncEngine", provider: "TracerProvider") -> None:
-    # The async engine's sync_engine is where SQLAlchemy's events fire. Spans carry the
+def trace_statements(database: Database, provider: "TracerProvider") -> None:
+    # The async engines' sync_engine is where SQLAlchemy's events fire. Spans carry the
     # statement's text, never its parameters. skip_dep_check: the package declares
     # "sqlalchemy < 2.1" (open-telemetry/opentelemetry-python-contrib#2971), older than 2.1
     # itself; tests/test_observability.py shows the spans on 2.1.
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     SQLAlchemyInstrumentor().instrument(
-        engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
+        engines=[database.engine.sync_engine, database.read_engine.sync_engine],
+        tracer_provider=provider,
+        skip_dep_check=True,
     )
 
 

@@ -1,10 +1,7 @@
-"""Request and response models (pydantic v2), and the opaque pagination cursor."""
+"""Request and response models (pydantic v2)."""
 
-import base64
-import binascii
-import json
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -13,18 +10,14 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-    PlainValidator,
     StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
-T = TypeVar("T")
-
 MAX_ID = 2**63 - 1
 MAX_EMAIL = 320
-MAX_CURSOR_LENGTH = 200
 
 
 def _no_nul(value: str) -> str:
@@ -163,37 +156,3 @@ class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme's name, not a secret
     expires_in: int = Field(description="Seconds the token stays valid.")
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page."
-    )
-
-
-def encode_cursor(after_id: int) -> str:
-    raw = json.dumps({"after": after_id}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _decode_cursor(value: Any) -> int:
-    error = ValueError("invalid cursor; pass the next_cursor of a previous page")
-    if not isinstance(value, str) or len(value) > MAX_CURSOR_LENGTH:
-        raise error
-    try:
-        raw = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
-        data = json.loads(raw)
-    except (binascii.Error, ValueError):
-        raise error from None
-    after = data.get("after") if isinstance(data, dict) else None
-    if type(after) is not int or not 0 <= after <= MAX_ID:
-        raise error
-    return after
-
-
-Cursor = Annotated[
-    int,
-    PlainValidator(_decode_cursor),
-    WithJsonSchema({"type": "string", "maxLength": MAX_CURSOR_LENGTH}),
-]

@@ -2,7 +2,7 @@
 
 Every API test runs on SQLite and on Postgres (`backend` is parametrised). Postgres comes from
 TEST_POSTGRES_URL, a server URL: the tests create and drop their own databases in it. The helpers
-the fixtures and the tests share are in tests/support.py.
+the fixtures and the tests share are in tests/support/, a module a job.
 """
 
 import asyncio
@@ -18,27 +18,25 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service import auth, users
-from service.api.deps import get_session
 from service.config import normalize_database_url
-from service.db import ConnectionGate, Database, create_engine
+from service.db import create_engine
 from service.schemas import UserCreate, UserRead
 from tests.proxy import Proxy
-from tests.support import (
-    PASSWORD,
-    Account,
+from tests.support import unavailable
+from tests.support.accounts import PASSWORD, Account
+from tests.support.app import app_for, client_of
+from tests.support.databases import (
     Backend,
-    app_for,
     asyncpg_args,
-    client_of,
+    database_in,
     empty_database,
-    migrate,
     session_on,
     settings_for,
-    unavailable,
 )
+from tests.support.migrations import migrate
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -122,21 +120,15 @@ def settings_overrides() -> dict[str, Any]:
 async def app(
     connection: AsyncConnection, settings_overrides: dict[str, Any]
 ) -> AsyncIterator[FastAPI]:
-    """The app, each request's session in the test's transaction. Its lifespan does not run."""
+    """The app, with the real session dependencies, whose sessions are in the test's transaction
+    (tests/support/databases.py). Its lifespan does not run."""
     url = connection.engine.url
     app = app_for(url, **settings_overrides)
-
-    async def session_in_the_tests_transaction() -> AsyncIterator[AsyncSession]:
-        async with session_on(connection) as session:
-            yield session
-            await session.commit()
-
-    app.dependency_overrides[get_session] = session_in_the_tests_transaction
-    # What the lifespan would set up, for what reads it outside a dependency: the health check,
-    # the pool gauges, the error handlers. A plain engine: on SQLite its reads take no write
-    # lock, so /health reads beside the test's open transaction.
+    # For what works outside a request: the health check, the pool gauges, the error handlers.
+    # A plain engine: on SQLite its reads take no write lock, so /health reads beside the
+    # test's open transaction.
     engine = create_async_engine(url)
-    app.state.database = Database(engine, ConnectionGate(1, timeout=10))
+    app.state.database = database_in(connection, engine)
     yield app
     await engine.dispose()
 

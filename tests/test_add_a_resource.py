@@ -15,7 +15,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from tests.support import ROOT, copy_of_project
+from tests.support import ROOT
+from tests.support.processes import copy_of_project
 
 SECTION = "## Add a resource"
 

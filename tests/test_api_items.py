@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.support import Account
+from tests.support.accounts import Account
 
 
 async def _item(client: httpx.AsyncClient, owner: Account, **body: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import PASSWORD, Account
+from tests.support.accounts import PASSWORD, Account
 
 
 def _aware_utc(value: str) -> datetime:

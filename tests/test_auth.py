@@ -14,7 +14,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.models import AccessToken, LoginFailure, User
-from tests.support import PASSWORD, Account, assert_clear_4xx, log_in, serve, sign_up
+from tests.support.accounts import PASSWORD, Account, log_in, sign_up
+from tests.support.app import serve
+from tests.support.bad_input import assert_clear_4xx
 
 TTL, MAX_FAILURES, WINDOW = 123, 3, 900
 WRONG = {"detail": "incorrect email or password"}

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.schemas import MAX_ID
-from tests.support import WRITES, Account, World, assert_clear_4xx, make_world
+from tests.support.accounts import Account
+from tests.support.bad_input import WRITES, World, assert_clear_4xx, make_world
 
 JSON = {"content-type": "application/json"}
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL
 from bench.runner import ensure_wrk
 from bench.workload import APPS, ENDPOINTS, make_tokens, seed, write_requests
 from service.config import normalize_database_url
-from tests.support import migrate
+from tests.support.migrations import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from service.db import ConnectionGate, DatabaseBusy
+from service.db import ConnectionGate
+from service.outages import DatabaseBusy
 
 
 async def _queued(gate: ConnectionGate, count: int) -> None:

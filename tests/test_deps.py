@@ -7,19 +7,20 @@ import pytest
 from fastapi import APIRouter
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
 from service import users
 from service.api.deps import CurrentUser, SessionDep
-from service.db import create_engine
+from service.db import WriteSession, create_engine
 from service.models import User
 from service.schemas import UserCreate
 from tests.proxy import Proxy
-from tests.support import PASSWORD, app_for, client_of, serve, settings_for, sign_up
+from tests.support.accounts import PASSWORD, sign_up
+from tests.support.app import app_for, client_of, serve
+from tests.support.databases import settings_for
 
 
-async def _create(session: AsyncSession, email: str, name: str) -> None:
+async def _create(session: WriteSession, email: str, name: str) -> None:
     data = UserCreate(email=email, name=name, password=PASSWORD)
     await users.create_user(session, data=data, password_hash="not-a-real-hash")
 

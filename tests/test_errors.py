@@ -14,7 +14,8 @@ from sqlalchemy.engine import URL
 
 from service.api.deps import SessionDep
 from service.errors import ServiceError
-from tests.support import Account, serve
+from tests.support.accounts import Account
+from tests.support.app import serve
 
 router = APIRouter()
 

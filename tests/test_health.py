@@ -6,7 +6,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from service.db import create_engine
-from tests.support import PASSWORD, alembic_config, migrate, serve, settings_for
+from tests.support.accounts import PASSWORD
+from tests.support.app import serve
+from tests.support.databases import settings_for
+from tests.support.migrations import alembic_config, migrate
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 

@@ -23,7 +23,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-from tests.support import ALEMBIC_INI, ROOT
+from tests.support import ROOT
+from tests.support.databases import ALEMBIC_INI
 
 SQUAWK = Path(sys.executable).with_name("squawk")
 # (release, revision) of each migration kept in deploy/releases/*/.

@@ -10,17 +10,11 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL
 
-from tests.support import (
-    ROOT,
-    Backend,
-    Migration,
-    alembic_cli,
-    asyncpg_args,
-    empty_database,
-    scripts_with,
-    serve,
-    sign_up,
-)
+from tests.support import ROOT
+from tests.support.accounts import sign_up
+from tests.support.app import serve
+from tests.support.databases import Backend, asyncpg_args, empty_database
+from tests.support.migrations import Migration, alembic_cli, scripts_with
 
 BROKEN = Migration(
     "0badc0ffee00",

@@ -17,23 +17,24 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
 
-from service.db import Base, create_migration_engine
-from tests.support import (
-    ROOT,
+from service import migrating
+from service.models import Base
+from tests.support import ROOT
+from tests.support.databases import settings_for
+from tests.support.migrations import (
     Migration,
     alembic_cli,
     alembic_config,
     migrate,
     run_alembic,
     scripts_with,
-    settings_for,
 )
 
 TABLES = set(Base.metadata.tables)
 
 
 async def _indexes(url: URL, table: str) -> set[str]:
-    engine = create_migration_engine(settings_for(url))
+    engine = migrating.create_engine(settings_for(url))
     try:
         async with engine.connect() as conn:
             found = await conn.run_sync(lambda c: inspect(c).get_indexes(table))
@@ -48,7 +49,7 @@ def _revisions() -> list[str]:
 
 
 async def _tables(url: URL) -> set[str]:
-    engine = create_migration_engine(settings_for(url))
+    engine = migrating.create_engine(settings_for(url))
     try:
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: inspect(c).get_table_names())
@@ -92,7 +93,7 @@ async def test_downgrade_base_then_upgrade_head_round_trips(fresh_url: URL) -> N
 async def test_upgrade_backfills_updated_at_of_existing_users(fresh_url: URL) -> None:
     first = _revisions()[0]
     await migrate(fresh_url, first)
-    engine = create_migration_engine(settings_for(fresh_url))
+    engine = migrating.create_engine(settings_for(fresh_url))
     try:
         async with engine.begin() as conn:
             await conn.execute(
@@ -351,7 +352,7 @@ async def test_connection_handed_over_in_a_transaction_is_migrated_in_it(
         assert conn.in_transaction()  # the caller's, still open: nothing committed it
         return MigrationContext.configure(conn).get_current_revision()
 
-    engine = create_migration_engine(settings_for(fresh_url))
+    engine = migrating.create_engine(settings_for(fresh_url))
     try:
         async with engine.begin() as conn:
             revision = await conn.run_sync(upgrade_then_current)

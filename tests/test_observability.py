@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.engine import URL
 
-from tests.support import PASSWORD, Account, serve, sign_up
+from tests.support.accounts import PASSWORD, Account, sign_up
+from tests.support.app import serve
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import create_engine
 from tests.proxy import Proxy
-from tests.support import PASSWORD, app_for, client_of, serve, settings_for, sign_up
+from tests.support.accounts import PASSWORD, sign_up
+from tests.support.app import app_for, client_of, serve
+from tests.support.databases import settings_for
 
 OVERLOAD: dict[str, Any] = {"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT": 1}
 UNAVAILABLE = {"detail": "database unavailable, try again later"}
@@ -77,8 +79,8 @@ async def test_exhausted_pool_answers_503_then_serves_again(migrated_url: URL) -
     app = app_for(migrated_url, **OVERLOAD)
     async with app.router.lifespan_context(app), client_of(app) as client:
         client.headers.update((await sign_up(client, "o@example.com")).headers)
-        engine: AsyncEngine = app.state.database.engine
-        async with engine.connect():  # holds the only connection
+        engine: AsyncEngine = app.state.database.read_engine
+        async with engine.connect():  # holds the only connection of the pool reads use
             start = time.monotonic()
             burst = await asyncio.gather(*(client.get("/users") for _ in range(5)))
             seconds = time.monotonic() - start

@@ -17,7 +17,10 @@ import pytest
 from sqlalchemy.engine import URL
 
 from tests.proxy import Proxy
-from tests.support import SERVICE, UVICORN, alembic_cli, asyncpg_args, log_in, sign_up, uvicorn
+from tests.support.accounts import log_in, sign_up
+from tests.support.databases import asyncpg_args
+from tests.support.migrations import alembic_cli
+from tests.support.processes import SERVICE, UVICORN, uvicorn
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.support import WRITES, World, Write, app_for, assert_clear_4xx, make_world
+from tests.support.app import app_for
+from tests.support.bad_input import WRITES, World, Write, assert_clear_4xx, make_world
 
 Operation = APIOperation[Any, Any, Any, Any]
 

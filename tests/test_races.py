@@ -9,7 +9,9 @@ from sqlalchemy.engine import URL
 
 from service.db import create_engine
 from service.models import Item, User
-from tests.support import serve, settings_for, sign_up
+from tests.support.accounts import sign_up
+from tests.support.app import serve
+from tests.support.databases import settings_for
 
 _WAITING_ON_A_LOCK = text(
     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"

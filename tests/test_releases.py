@@ -22,16 +22,9 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from tests.support import (
-    ROOT,
-    Migration,
-    alembic_cli,
-    alembic_config,
-    migrate,
-    scripts_with,
-    unavailable,
-    uvicorn,
-)
+from tests.support import ROOT, unavailable
+from tests.support.migrations import Migration, alembic_cli, alembic_config, migrate, scripts_with
+from tests.support.processes import uvicorn
 
 PREVIOUS = ROOT / "deploy" / "releases" / "previous"
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()

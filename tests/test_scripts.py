@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ROOT, copy_of_project, free_port
+from tests.support import ROOT
+from tests.support.processes import copy_of_project, free_port
 
 
 def test_serve_after_check_keeps_the_dev_tools(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ async def log_in(
             session,
             username=form.username,
             password=form.password,
-            lock=auth.LoginLock(settings.LOGIN_MAX_FAILURES, settings.LOGIN_WINDOW),
+            lock=request.app.state.login_lock,
             ttl=settings.ACCESS_TOKEN_TTL,
         )
     except NotAuthenticated:

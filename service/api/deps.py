@@ -1,8 +1,11 @@
 """Request-scoped dependencies: the request's database session, the caller, ids and paging.
 
-A request reaches the database through one AsyncSession (SessionDep) and nothing else: the
-token lookup, reads and writes run in its one transaction, which is committed when the endpoint
-returns, before the response is sent, and rolled back if anything raises.
+A route states in its signature whether it writes. `SessionDep` is the session of a route that
+writes: one transaction, committed when the endpoint returns, before the response is sent, and
+rolled back if anything raises. `ReadSessionDep` is the session of a route that only reads: its
+engine refuses writes, and runs each statement in autocommit. A request has one of them and
+nothing else: the token check runs in it too (`CurrentUser` in a SessionDep, `CurrentReader` in
+a ReadSessionDep).
 """
 
 from collections.abc import AsyncIterator
@@ -10,41 +13,42 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import auth
-from service.db import Database
+from service.db import Database, ReadSession, WriteSession
 from service.errors import NotAuthenticated
 from service.models import User
-from service.schemas import MAX_ID, Cursor
+from service.paging import Cursor
+from service.schemas import MAX_ID
 
-READ_METHODS = frozenset({"GET", "HEAD"})
 
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[WriteSession]:
     database: Database = request.app.state.database
     # Waits its turn at the gate, in arrival order: 503 after DB_POOL_TIMEOUT (service/db.py).
     async with database.gate:
-        session = database.sessionmaker()
+        session = database.sessions()
         try:
-            autocommit = request.method in READ_METHODS and database.engine.name == "postgresql"
-            if autocommit:
-                # On Postgres a read runs in autocommit: no BEGIN and COMMIT, two round trips
-                # fewer, and nothing to commit. Under READ COMMITTED each statement of a
-                # transaction takes its own snapshot anyway. (On SQLite every transaction
-                # takes the write lock up front, see service/db.py: reads keep theirs.)
-                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            yield session
-            if not autocommit:
-                await session.commit()
+            yield WriteSession(ReadSession(session))
+            await session.commit()
         finally:
             # Not `async with`: FastAPI already shields the exit of this dependency from
             # cancellation, which AsyncSession's own exit would pay for again.
             await session.close()
 
 
-# scope="function": the commit runs when the endpoint returns, not after the response.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+async def get_read_session(request: Request) -> AsyncIterator[ReadSession]:
+    database: Database = request.app.state.database
+    async with database.read_gate:
+        session = database.read_sessions()
+        try:
+            yield ReadSession(session)
+        finally:
+            await session.close()  # nothing to commit: every statement did
+
+
+# scope="function": the session ends when the endpoint returns, not after the response is sent.
+SessionDep = Annotated[WriteSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[ReadSession, Depends(get_read_session, scope="function")]
 
 # Reads "Authorization: Bearer <token>"; without one, 401 "Not authenticated". tokenUrl is
 # where /docs' Authorize button logs in.
@@ -52,24 +56,45 @@ bearer = OAuth2PasswordBearer(tokenUrl="/auth/token")
 BearerToken = Annotated[str, Depends(bearer)]
 
 
-async def current_user(token: BearerToken, session: SessionDep) -> User:
-    """The caller: the user whose token this is, if it is known, unexpired and not revoked.
-
-    Every protected route depends on this first, so a bad token is a 401 before any other
-    check.
-    """
+async def _caller(session: ReadSession, token: str) -> User:
     user = await auth.user_for_token(session, token) if auth.well_formed(token) else None
     if user is None:
         raise NotAuthenticated("invalid or expired token")
     return user
 
 
+async def current_user(token: BearerToken, session: SessionDep) -> User:
+    """The caller of a route that writes: the user whose token this is, if it is known,
+    unexpired and not revoked. Listed first, so a bad token is a 401 before any other check."""
+    return await _caller(session, token)
+
+
+async def current_reader(token: BearerToken, session: ReadSessionDep) -> User:
+    """The caller of a route that only reads, checked as current_user checks it."""
+    return await _caller(session, token)
+
+
 CurrentUser = Annotated[User, Depends(current_user)]
+CurrentReader = Annotated[User, Depends(current_reader)]
 
 
 async def password_turn() -> AsyncIterator[None]:
     """For routes that hash a password: listed before their session, see auth.PASSWORD_REQUESTS."""
     async with auth.PASSWORD_REQUESTS:
+        yield
+
+
+async def password_turn_if_sent(request: Request) -> AsyncIterator[None]:
+    """password_turn, for a route whose JSON body may or may not hold a password. FastAPI has
+    parsed the body before it solves dependencies; request.json() returns what it parsed."""
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):  # not JSON: the route answers 4xx, hashes nothing
+        body = None
+    if isinstance(body, dict) and "password" in body:
+        async with auth.PASSWORD_REQUESTS:
+            yield
+    else:
         yield
 
 

@@ -3,7 +3,7 @@
 ServiceError (service/errors.py)  its status code and {"detail": ...}; `documented(...)` puts the
                                   ones a route raises in its OpenAPI responses
 RequestValidationError            422, FastAPI's list of errors, made safe to send
-HTTPException (FastAPI's own)     as FastAPI answers it, a 405 naming every method of the path
+HTTPException (FastAPI's own)     as FastAPI answers it; a 405 names every method of the path
 DatabaseUnavailable               503, Retry-After; the log names the cause and the database
 DBAPIError                        503 when the database cannot serve, or lacks a table or column
                                   the code uses; else a bug: a 500, as for any other exception
@@ -13,24 +13,23 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
 
-from service.db import Database, DatabaseUnavailable, unavailable_reason
+from service.api import routing
+from service.db import Database
 from service.errors import ServiceError
 from service.observability import internal_error
+from service.outages import DatabaseUnavailable, unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,6 @@ UNAVAILABLE = "database unavailable, try again later"
 HIDDEN = "[hidden]"
 
 _SCHEMA_MISSING_SQLSTATES = ("42P01", "42703")  # undefined table, undefined column
-_HTTP_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
 
 
 class ErrorDetail(BaseModel):
@@ -121,56 +119,8 @@ def _finite_or_text(number: float) -> float | str:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        exc = HTTPException(405, exc.detail, headers={"Allow": _allowed(request)})
+        exc = HTTPException(405, exc.detail, headers={"Allow": routing.allowed(request)})
     return await http_exception_handler(request, exc)
-
-
-def _allowed(request: Request) -> str:
-    """The Allow header of a 405: every method of the path (RFC 9110), where the router names
-    only those of the first route that matched it (https://github.com/fastapi/fastapi/issues/4478)."""
-    return ", ".join(sorted(_methods_of(request.app, request.url.path)))
-
-
-def _methods_of(app: FastAPI, path: str) -> set[str]:
-    """The methods some route serves at `path`; where a route names the path literally, only
-    those (at /users/me, GET: not /users/{user_id}'s, which cannot succeed for "me"). The
-    API's routes come from its OpenAPI schema (FastAPI keeps the routes of included routers out
-    of app.routes), the documentation's own (/docs, /openapi.json) from app.routes."""
-    served: dict[str, set[str]] = {}
-    for template, operations in app.openapi()["paths"].items():
-        served[template] = {method.upper() for method in operations}
-    for route in app.routes:
-        if isinstance(route, Route) and route.methods and route.endpoint is not _not_allowed:
-            served.setdefault(route.path, set()).update(route.methods)
-    if path in served:
-        return served[path]
-    methods: set[str] = set()
-    for template, template_methods in served.items():
-        if re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path):
-            methods |= template_methods
-    return methods
-
-
-def claim_literal_paths(app: FastAPI, routers: Iterable[APIRouter]) -> None:
-    """Make a path that a route names literally a resource of its own, though a templated
-    route matches it too: PATCH /users/me answers 405, not PATCH /users/{user_id}'s 422 for
-    the id "me". Call it before including the routers: the router takes the first route that
-    matches fully, and the one added here matches every method but the literal routes' own,
-    which go on to them."""
-    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
-    templates = [route.path_regex for route in routes if route.param_convertors]
-    literal: dict[str, set[str]] = {}
-    for route in routes:
-        if route.param_convertors or not any(t.fullmatch(route.path) for t in templates):
-            continue
-        literal.setdefault(route.path, set()).update(route.methods or ())
-    for path, methods in literal.items():
-        others = sorted(_HTTP_METHODS - methods)
-        app.add_route(path, _not_allowed, methods=others, include_in_schema=False)
-
-
-async def _not_allowed(_request: Request) -> Response:
-    raise HTTPException(405)
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -13,7 +13,8 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import ConfigError
-from service.db import Database, DatabaseUnavailable, unavailable_reason
+from service.db import Database
+from service.outages import DatabaseUnavailable, unavailable_reason
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/health", tags=["health"])
@@ -82,11 +83,11 @@ async def ready(request: Request) -> Ready | JSONResponse:
     migrations: Migrations = request.app.state.migrations
     database: Database = request.app.state.database
     try:
-        # Not a request's work: the engine directly, behind the same gate.
-        async with database.gate, database.engine.connect() as connection:
+        # Not a request's work: the read engine directly, behind the same gate.
+        async with database.read_gate, database.read_engine.connect() as connection:
             current = await connection.run_sync(_current_revisions)
     except (SQLAlchemyError, DatabaseUnavailable) as exc:
-        reason = unavailable_reason(exc, database.engine.url) or type(exc).__name__
+        reason = unavailable_reason(exc, database.read_engine.url) or type(exc).__name__
         log.warning("health check: database unavailable: %s", reason)
         return _not_ready("database unavailable")
     ahead = not migrations.known.issuperset(current)

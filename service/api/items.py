@@ -1,11 +1,21 @@
 from fastapi import APIRouter, Response, status
 
 from service import items
-from service.api.deps import CurrentUser, CursorQuery, ItemId, Limit, SessionDep, UserId
+from service.api.deps import (
+    CurrentReader,
+    CurrentUser,
+    CursorQuery,
+    ItemId,
+    Limit,
+    ReadSessionDep,
+    SessionDep,
+    UserId,
+)
 from service.api.errors import documented
 from service.errors import Forbidden, NotAuthenticated, NotFound
 from service.models import Item
-from service.schemas import ItemCreate, ItemRead, ItemUpdate, Page, encode_cursor
+from service.paging import Page
+from service.schemas import ItemCreate, ItemRead, ItemUpdate
 
 router = APIRouter(tags=["items"])
 
@@ -31,15 +41,14 @@ async def create_item(
     summary="List a user's items",
 )
 async def list_items(
-    _caller: CurrentUser,
+    _caller: CurrentReader,
     user_id: UserId,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Limit = 50,
     cursor: CursorQuery = None,
 ) -> Page[ItemRead]:
-    rows, after = await items.list_items(session, owner_id=user_id, after=cursor, limit=limit)
-    page = {"items": rows, "next_cursor": None if after is None else encode_cursor(after)}
-    return Page[ItemRead].model_validate(page, from_attributes=True)
+    page = await items.list_items(session, owner_id=user_id, after=cursor, limit=limit)
+    return Page[ItemRead].of(*page)
 
 
 @router.get(
@@ -48,7 +57,7 @@ async def list_items(
     responses=documented(NotAuthenticated, NotFound),
     summary="Get an item",
 )
-async def get_item(_caller: CurrentUser, item_id: ItemId, session: SessionDep) -> Item:
+async def get_item(_caller: CurrentReader, item_id: ItemId, session: ReadSessionDep) -> Item:
     return await items.get_item(session, item_id)
 
 
