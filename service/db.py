@@ -55,8 +55,7 @@ def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine
         if read_only:
             sqlite_pragmas(engine, (*SQLITE_PRAGMAS, "query_only=ON"))
         else:
-            sqlite_pragmas(engine, SQLITE_PRAGMAS)
-            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+            sqlite_transactions(engine, SQLITE_PRAGMAS)
     else:
         server_settings = {"application_name": "service"}
         if settings.DB_STATEMENT_TIMEOUT:
@@ -96,9 +95,7 @@ def _replace_closed_connection(
 
 
 def sqlite_pragmas(engine: AsyncEngine, pragmas: tuple[str, ...]) -> None:
-    """SQLAlchemy's documented recipe for SQLite transactions: the driver sends no BEGIN of its
-    own, SQLAlchemy sends it, so SAVEPOINT and transactional DDL work; and these PRAGMAs on
-    every new connection."""
+    """These PRAGMAs on every new connection, whose driver sends no BEGIN of its own."""
 
     def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
@@ -110,10 +107,17 @@ def sqlite_pragmas(engine: AsyncEngine, pragmas: tuple[str, ...]) -> None:
     event.listen(engine.sync_engine, "connect", on_connect)
 
 
-def _sqlite_begin_immediate(conn: Connection) -> None:
-    # Every writing transaction takes SQLite's one write lock up front, so a request that reads
-    # and then writes queues on busy_timeout at BEGIN, instead of failing with "database is
-    # locked" when its read lock cannot be upgraded.
+def sqlite_transactions(engine: AsyncEngine, pragmas: tuple[str, ...]) -> None:
+    """SQLAlchemy's documented recipe for SQLite transactions: the driver sends no BEGIN of its
+    own, SQLAlchemy sends it, so SAVEPOINT and transactional DDL work."""
+    sqlite_pragmas(engine, pragmas)
+    event.listen(engine.sync_engine, "begin", _begin_immediate)
+
+
+def _begin_immediate(conn: Connection) -> None:
+    # Every transaction that may write takes SQLite's one write lock up front, so a request
+    # that reads and then writes queues on busy_timeout at BEGIN, instead of failing with
+    # "database is locked" when its read lock cannot be upgraded.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.functions import FunctionElement
 
 from service.config import ConfigError, Settings, load_settings
-from service.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_pragmas
+from service.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_transactions
 from service.models import UTCDateTime
 from service.outages import unavailable_reason
 
@@ -56,7 +56,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, poolclass=NullPool)
         # Foreign keys stay off: batch mode recreates tables, and dropping the old copy of a
         # referenced table with them on would cascade-delete the referencing rows.
-        sqlite_pragmas(engine, (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",))
+        sqlite_transactions(engine, (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",))
         return engine
     return create_async_engine(
         url, poolclass=NullPool, connect_args={"timeout": settings.DB_CONNECT_TIMEOUT}

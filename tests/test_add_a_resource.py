@@ -103,8 +103,9 @@ def test_readme_add_a_resource_works_as_written(tmp_path: Path, postgres_server:
         "tests/test_api_samples.py",
     )
     postgres = postgres_server.render_as_string(hide_password=False)
+    # Not the textbook model's own walk on a copy: this copy is no git checkout to copy again.
     out = _run(copy, python, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-v", *tests,
-               TEST_POSTGRES_URL=postgres)  # fmt: skip
+               "-k", "not written_as_the_docs_teach", TEST_POSTGRES_URL=postgres)  # fmt: skip
     for backend in ("sqlite", "postgres"):
         for test in (
             "test_api_samples.py::test_create_sample_then_read_and_list_it",

@@ -1,21 +1,35 @@
-"""A request's database work is one session and one transaction: all or nothing, committed
-before the response; reads on Postgres in autocommit, in two round trips."""
+"""A request's database work is one session: a route that writes gets one transaction, all or
+nothing, committed before the response; a route that only reads gets a session that cannot
+write, in autocommit: two round trips on Postgres."""
 
+import asyncio
+import logging
 from typing import Any
 
+import httpx
 import pytest
-from fastapi import APIRouter
-from sqlalchemy import func, select
+from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import URL
 from starlette.types import Message, Receive, Scope, Send
 
-from service import users
-from service.api.deps import CurrentUser, SessionDep
+from service import auth, users
+from service.api.deps import (
+    CurrentReader,
+    CurrentUser,
+    ReadSessionDep,
+    SessionDep,
+    get_read_session,
+    get_session,
+)
 from service.db import WriteSession, create_engine
+from service.main import ROUTERS
 from service.models import User
 from service.schemas import UserCreate
 from tests.proxy import Proxy
-from tests.support.accounts import PASSWORD, sign_up
+from tests.support.accounts import PASSWORD, Account, sign_up
 from tests.support.app import app_for, client_of, serve
 from tests.support.databases import settings_for
 
@@ -122,6 +136,7 @@ async def test_token_lookup_reads_and_writes_of_a_request_share_one_connection(
     ("request_", "round_trips"),
     [
         ("GET /users/{other}", 2),  # the token, the user: in autocommit, no BEGIN or COMMIT
+        ("GET /users/me", 1),
         ("GET /users?limit=5", 2),
         ("GET /users/{me}/items", 2),
         ("PATCH /users/{me}", 4),  # BEGIN, the token, the UPDATE, COMMIT
@@ -151,3 +166,108 @@ async def test_round_trips_to_postgres_per_request(
 
 
 _BODIES = {"PATCH": {"name": "New"}, "POST": {"title": "New"}}
+
+
+write_in_a_read_session = APIRouter()
+
+
+@write_in_a_read_session.post("/write-in-a-read-session")
+async def insert_a_user_in_a_read_session(_caller: CurrentReader, session: ReadSessionDep) -> None:
+    await session.execute(insert(User).values(email="w@example.com", name="Written"))
+
+
+async def test_write_through_a_read_session_fails_loudly(
+    migrated_url: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serve(migrated_url, write_in_a_read_session) as client:
+        client.headers.update((await sign_up(client, "a@example.com")).headers)
+        with caplog.at_level(logging.ERROR):
+            response = await client.post("/write-in-a-read-session")
+
+    assert response.status_code == 500
+    # Postgres: "cannot execute INSERT in a read-only transaction"; SQLite: "attempt to write
+    # a readonly database".
+    assert any(word in caplog.text for word in ("read-only transaction", "readonly database"))
+    assert await _stored_names(migrated_url) == ["Ada"]
+
+
+async def test_write_through_a_read_session_fails_in_the_tests_transaction_too(
+    app: FastAPI, client: httpx.AsyncClient, me: Account
+) -> None:
+    # The tests' sessions join the test's transaction (tests/support/databases.py); a route
+    # that writes where it should only read must fail there as it would in production.
+    app.include_router(write_in_a_read_session)
+
+    response = await client.post("/write-in-a-read-session")
+    after = await client.patch(f"/users/{me.id}", json={"name": "Still writes"})
+
+    assert response.status_code == 500
+    assert after.status_code == 200  # the read session's refusal ended with it
+
+
+def _sessions(dependant: Dependant) -> set[str]:
+    """The session dependencies a route's dependencies open, all the way down."""
+    found = {d.call.__name__ for d in dependant.dependencies if d.call in _SESSION_DEPENDENCIES}
+    for sub in dependant.dependencies:
+        found |= _sessions(sub)
+    return found
+
+
+_SESSION_DEPENDENCIES = (get_session, get_read_session)
+
+
+def test_every_route_has_one_session_and_reads_in_a_read_session() -> None:
+    """A route's token check runs in the route's own session (CurrentUser with SessionDep,
+    CurrentReader with ReadSessionDep), and a GET only reads (RFC 9110: it is safe)."""
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 15
+    for route in routes:
+        sessions = _sessions(route.dependant)
+        assert len(sessions) <= 1, f"{route.methods} {route.path} opens {sorted(sessions)}"
+        if route.methods == {"GET"} and route.path.startswith(("/users", "/items")):
+            assert sessions == {"get_read_session"}, f"GET {route.path}: {sessions}"
+
+
+async def test_password_change_holds_no_connection_while_it_hashes(
+    migrated_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = app_for(migrated_url)
+    in_use_while_hashing: list[int] = []
+    hash_password = auth.hash_password
+
+    async def watched(password: str) -> str:
+        pools: list[Any] = [app.state.database.engine.pool, app.state.database.read_engine.pool]
+        in_use_while_hashing.append(sum(pool.checkedout() for pool in pools))
+        return await hash_password(password)
+
+    async with app.router.lifespan_context(app), client_of(app) as client:
+        me = await sign_up(client, "me@example.com")
+        client.headers.update(me.headers)
+        monkeypatch.setattr(auth, "hash_password", watched)
+        changed = await client.patch(f"/users/{me.id}", json={"password": "a new secret"})
+        renamed = await client.patch(f"/users/{me.id}", json={"name": "Renamed"})
+
+    assert changed.status_code == 200
+    assert renamed.json()["name"] == "Renamed"
+    assert in_use_while_hashing == [0]
+
+
+async def test_name_change_does_not_wait_for_a_password_turn(migrated_url: URL) -> None:
+    async with serve(migrated_url) as client:
+        me = await sign_up(client, "me@example.com")
+        client.headers.update(me.headers)
+        turns = auth._hashing_threads()
+        for _ in range(turns):  # every turn taken, as in a burst of logins
+            await auth.PASSWORD_REQUESTS.acquire()
+        try:
+            async with asyncio.timeout(10):  # waiting for a turn, it would never end
+                renamed = await client.patch(f"/users/{me.id}", json={"name": "Quick"})
+            changed = asyncio.create_task(
+                client.patch(f"/users/{me.id}", json={"password": "a new secret"})
+            )
+        finally:
+            for _ in range(turns):
+                auth.PASSWORD_REQUESTS.release()
+        assert (await changed).status_code == 200
+
+    assert renamed.status_code == 200

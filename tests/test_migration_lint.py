@@ -8,74 +8,27 @@ for itself with a line `# squawk-ignore-file RULE: REASON`. The release overlays
 deploy/releases/ are linted as scripts/release-tree lays them out, on today's head.
 """
 
-import io
-import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
 from tests.support import ROOT
-from tests.support.databases import ALEMBIC_INI
+from tests.support.migrations import IGNORE, LINT_URL, lint_config, report, squawk
 
-SQUAWK = Path(sys.executable).with_name("squawk")
 # (release, revision) of each migration kept in deploy/releases/*/.
 RELEASES = sorted(
     (path.parts[-4], revision)
     for path in (ROOT / "deploy" / "releases").glob("*/migrations/versions/*.py")
     for revision in re.findall(r'^revision[^=]*= "(\w+)"$', path.read_text(), re.MULTILINE)
 )
-IGNORE = re.compile(r"^ *# squawk-ignore-file (?P<rule>[a-z-]+): (?P<reason>\S.*)$", re.MULTILINE)
-# Offline rendering connects to nothing; the URL only picks the dialect.
-LINT_URL = "postgresql://lint@localhost/lint"
 
 
-def _config(*versions: Path, ini: Path = ALEMBIC_INI) -> Config:
-    config = Config(ini, output_buffer=io.StringIO())
-    config.attributes["configure_logger"] = False
-    locations = [ini.parent / "migrations" / "versions", *versions]
-    config.set_main_option("version_locations", os.pathsep.join(map(str, locations)))
-    return config
-
-
-def _revisions(config: Config) -> list[Script]:
-    return list(reversed(list(ScriptDirectory.from_config(config).walk_revisions())))
-
-
-def _lint(config: Config, script: Script) -> list[dict[str, Any]]:
-    """squawk's findings on the SQL of this one revision, as `alembic upgrade --sql` renders it."""
-    buffer = io.StringIO()
-    config.output_buffer = buffer
-    start = script.down_revision
-    assert not isinstance(start, tuple | list), "merge revisions are not linted yet"
-    command.upgrade(config, f"{start}:{script.revision}" if start else script.revision, sql=True)
-    source = Path(script.path).read_text()
-    assert len(IGNORE.findall(source)) == source.count("squawk-ignore"), (
-        f"{script.path}: write `# squawk-ignore-file RULE: REASON`, with a reason"
-    )
-    ignores = "".join(f"-- squawk-ignore-file {m['rule']}\n" for m in IGNORE.finditer(source))
-    result = subprocess.run(
-        [
-            SQUAWK, "--config", str(ROOT / ".squawk.toml"), "--reporter", "json",
-            "--stdin-filepath", f"{Path(script.path).name}.sql",
-        ],
-        input=ignores + buffer.getvalue(), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert result.returncode in (0, 1), result.stderr
-    findings: list[dict[str, Any]] = json.loads(result.stdout)
-    return findings
-
-
-def _report(findings: list[dict[str, Any]]) -> str:
-    return "\n".join(f"{f['rule_name']}: {f['message']} {f['help'] or ''}" for f in findings)
+def _revisions() -> list[Script]:
+    return list(reversed(list(ScriptDirectory.from_config(lint_config()).walk_revisions())))
 
 
 @pytest.fixture(autouse=True)
@@ -83,19 +36,17 @@ def _postgres_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", LINT_URL)
 
 
-@pytest.mark.parametrize(
-    "revision", [s.revision for s in _revisions(_config())], ids=lambda r: str(r)
-)
+@pytest.mark.parametrize("revision", [s.revision for s in _revisions()], ids=lambda r: str(r))
 def test_migration_passes_squawk(
     revision: str, record_property: Callable[[str, object], None]
 ) -> None:
-    config = _config()
+    config = lint_config()
     script = ScriptDirectory.from_config(config).get_revision(revision)
     assert script is not None
 
-    findings = _lint(config, script)
+    findings = squawk(config, script)
 
-    assert findings == [], f"{script.path}:\n{_report(findings)}"
+    assert findings == [], f"{script.path}:\n{report(findings)}"
     ignored = ", ".join(m["rule"] for m in IGNORE.finditer(Path(script.path).read_text()))
     record_property(
         "figure",
@@ -125,14 +76,14 @@ def release_tree(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
 def test_release_migration_passes_squawk(
     release: str, revision: str, release_tree: Callable[[str], Path]
 ) -> None:
-    config = _config(ini=release_tree(release) / "alembic.ini")
+    config = lint_config(ini=release_tree(release) / "alembic.ini")
     script = ScriptDirectory.from_config(config).get_revision(revision)
     assert script is not None
 
-    findings = _lint(config, script)
+    findings = squawk(config, script)
 
     assert findings == [], (
-        f"deploy/releases/{release}: {Path(script.path).name}:\n{_report(findings)}"
+        f"deploy/releases/{release}: {Path(script.path).name}:\n{report(findings)}"
     )
 
 
@@ -180,15 +131,15 @@ LOCKING_MIGRATIONS = {
 def test_lint_fails_a_migration_that_locks_a_table_naming_the_rule(
     rule: str, tmp_path: Path
 ) -> None:
-    head = ScriptDirectory.from_config(_config()).get_current_head()
+    head = ScriptDirectory.from_config(lint_config()).get_current_head()
     n = list(LOCKING_MIGRATIONS).index(rule)
     (tmp_path / f"2099_01_01_0000-0badbad0{n:04d}_bad.py").write_text(
         BAD_MIGRATION.format(title=rule, n=n, head=head, statement=LOCKING_MIGRATIONS[rule])
     )
-    config = _config(tmp_path)
+    config = lint_config(tmp_path)
     script = ScriptDirectory.from_config(config).get_revision(f"0badbad0{n:04d}")
     assert script is not None
 
-    findings = _lint(config, script)
+    findings = squawk(config, script)
 
-    assert rule in {f["rule_name"] for f in findings}, _report(findings)
+    assert rule in {f["rule_name"] for f in findings}, report(findings)

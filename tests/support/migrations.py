@@ -2,7 +2,10 @@
 and revisions a test puts on top of the project's head."""
 
 import asyncio
+import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import Script
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
@@ -113,3 +117,49 @@ async def scripts_with(
     path = tmp_path / "migrations" / "versions" / f"2099_01_01_0000-{migration.revision}_test.py"
     path.write_text(migration.source(head))
     return ini, head
+
+
+# --- the lint: squawk on the Postgres SQL of a revision ---------------------------------------
+
+SQUAWK = Path(sys.executable).with_name("squawk")
+IGNORE = re.compile(r"^ *# squawk-ignore-file (?P<rule>[a-z-]+): (?P<reason>\S.*)$", re.MULTILINE)
+# Offline rendering connects to nothing; the URL only picks the dialect (env.py reads it).
+LINT_URL = "postgresql://lint@localhost/lint"
+
+
+def lint_config(*versions: Path, ini: Path = ALEMBIC_INI) -> Config:
+    """The migrations of `ini`, and those in `versions`, for rendering to SQL."""
+    config = Config(ini, output_buffer=io.StringIO())
+    config.attributes["configure_logger"] = False
+    locations = [ini.parent / "migrations" / "versions", *versions]
+    config.set_main_option("version_locations", os.pathsep.join(map(str, locations)))
+    return config
+
+
+def squawk(config: Config, script: Script) -> list[dict[str, Any]]:
+    """squawk's findings on the SQL of this one revision, as `alembic upgrade --sql` renders it
+    (with DATABASE_URL set to LINT_URL)."""
+    buffer = io.StringIO()
+    config.output_buffer = buffer
+    start = script.down_revision
+    assert not isinstance(start, tuple | list), "merge revisions are not linted yet"
+    command.upgrade(config, f"{start}:{script.revision}" if start else script.revision, sql=True)
+    source = Path(script.path).read_text()
+    assert len(IGNORE.findall(source)) == source.count("squawk-ignore"), (
+        f"{script.path}: write `# squawk-ignore-file RULE: REASON`, with a reason"
+    )
+    ignores = "".join(f"-- squawk-ignore-file {m['rule']}\n" for m in IGNORE.finditer(source))
+    result = subprocess.run(
+        [
+            SQUAWK, "--config", str(ROOT / ".squawk.toml"), "--reporter", "json",
+            "--stdin-filepath", f"{Path(script.path).name}.sql",
+        ],
+        input=ignores + buffer.getvalue(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    findings: list[dict[str, Any]] = json.loads(result.stdout)
+    return findings
+
+
+def report(findings: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{f['rule_name']}: {f['message']} {f['help'] or ''}" for f in findings)
