@@ -33,9 +33,12 @@ class Client:
         json_body: dict[str, Any] | None = None,
         form: dict[str, str] | None = None,
         token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         """Raises OSError or http.client.HTTPException when no answer came."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         body = None
         if json_body is not None:
             body = json.dumps(json_body)

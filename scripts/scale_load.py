@@ -5,19 +5,22 @@
 
 `run` signs up one user per writer, then for SECONDS keeps READERS threads reading
 (GET /users/{id} and GET /items/{id}) and WRITERS threads each creating items of its own user,
-every thread at RATE requests a second. Each request is one line of EVENTS.jsonl: when it ended,
-how long it took, what, the status (or the error), which replica answered (X-Served-By) and,
-for an acknowledged write, the item.
+every thread at RATE requests a second. A write carries an Idempotency-Key and is sent again,
+with the same key, until an answer comes (its first answer may be lost with a killed replica).
+Each request is one line of EVENTS.jsonl: when it ended, how long it took, what, the status (or
+the error), which replica answered (X-Served-By) and, for a write, its key and the item.
 
 `report` splits the events by the phases in MARKS.txt ("NAME START END" in epoch seconds, as
 the check writes them): requests, failures and latency percentiles in each, how requests spread
-over the replicas while steady. It reads back every acknowledged write (none may be missing)
-and counts those without a `public_id`. From the Postgres log (written with log_lock_waits,
-a low deadlock_timeout and log_line_prefix '%m [%p] app=%a '), it takes every lock wait that
-ended, by application_name: `service` (the api's sessions), `alembic` (the migration's), and
-`lock-probe` (the check's own, to show that waits are seen). It prints the summary as JSON,
+over the replicas while steady. It reads back every acknowledged write (none may be missing),
+counts those without a `public_id`, and the keys that made more than one item (none may).
+From the Postgres log (written with log_lock_waits, a low deadlock_timeout and log_line_prefix
+'%m [%p] app=%a '), it takes every lock wait that ended, by application_name: `service` (the
+api's sessions), `alembic` (the migration's), and `lock-probe` (the check's own, to show that
+waits are seen). It prints the summary as JSON,
 then the figures in words (REPLACED_IN: the seconds Swarm took to replace the killed replica),
-and exits non-zero on a failed request, a lost write, or no lock wait seen at all.
+and exits non-zero on a failed request, a lost write, a write made twice, or no lock wait seen
+at all.
 
 Not bench/'s wrk, which keeps only totals: this check needs every request's outcome, and its writes.
 Standard library only (and scripts/http_api.py), for the tools' Python on the host.
@@ -31,6 +34,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +43,7 @@ from typing import Any
 from http_api import Client
 
 READERS, WRITERS, RATE = 4, 2, 10.0
+SENDS = 10  # of one write, at most, while no answer comes
 PASSWORD = "scale check password"  # noqa: S105 - the test users', made by this script
 
 
@@ -59,21 +64,26 @@ class Recorder:
         self.file.close()
 
 
-def _timed(client: Client, recorder: Recorder, kind: str, *args: Any, **kwargs: Any) -> Any:
+def _timed(
+    client: Client, recorder: Recorder, kind: str, *args: Any, key: str = "", **kwargs: Any
+) -> Any:
     """The request's JSON if it succeeded, else None; its outcome recorded either way."""
     started = time.monotonic()
+    headers = {"Idempotency-Key": key} if key else None
     try:
-        response = client.request(*args, **kwargs)
+        response = client.request(*args, headers=headers, **kwargs)
     except (OSError, http.client.HTTPException) as exc:
         ms = round((time.monotonic() - started) * 1000, 2)
-        recorder.write(kind=kind, ms=ms, status=None, error=type(exc).__name__)
+        recorder.write(kind=kind, ms=ms, status=None, error=type(exc).__name__, key=key)
         return None
     ms = round((time.monotonic() - started) * 1000, 2)
     # A failure may come from HAProxy, in HTML: only a success is read as JSON.
     data = response.json() if 200 <= response.status < 300 else None
     served_by = response.headers.get("X-Served-By", "")
     item = data.get("id") if data else None
-    recorder.write(kind=kind, ms=ms, status=response.status, served_by=served_by, item=item)
+    recorder.write(
+        kind=kind, ms=ms, status=response.status, served_by=served_by, item=item, key=key
+    )
     return data
 
 
@@ -114,12 +124,19 @@ def run(base_url: str, seconds: float, events: str) -> None:
         user_id, token = accounts[n]
 
         def write(client: Client) -> None:
-            body = {"title": f"scale check {time.time_ns()}"}
+            key = str(uuid.uuid4())
+            body = {"title": f"scale check {key}"}
             path = f"/users/{user_id}/items"
-            created = _timed(client, recorder, "write", "POST", path, json_body=body, token=token)
-            if created is not None:
-                with recorder.lock:
-                    recorder.items.append(created["id"])
+            for send in range(1, SENDS + 1):
+                created = _timed(
+                    client, recorder, "write", "POST", path, json_body=body, token=token, key=key
+                )
+                if created is not None:
+                    with recorder.lock:
+                        recorder.items.append(created["id"])
+                    return
+                # The load balancer takes a dead replica out within a second or two.
+                time.sleep(0.2 * send)
 
         return write
 
@@ -145,7 +162,8 @@ def summarize(
             name, started, ended = line.split()
             phases[name] = (float(started), float(ended))
     with open(events_path + ".accounts") as f:
-        token = json.load(f)[0][1]
+        accounts = json.load(f)
+    token = accounts[0][1]
     with open(postgres_log, errors="replace") as f:
         waits = _lock_waits(f)
 
@@ -175,14 +193,37 @@ def summarize(
     summary["longest_service_lock_wait"] = max(everything, key=lambda w: w["ms"], default=None)
     summary["migration_lock_waits"] = [w for w in waits if w["app"] == "alembic"]
     summary["probe_lock_waits"] = [w for w in waits if w["app"] == "lock-probe"]
-    acknowledged = [e["item"] for e in events if e["kind"] == "write" and not failed(e)]
+    acknowledged = {e["key"]: e["item"] for e in events if e["kind"] == "write" and not failed(e)}
+    sent = {e["key"] for e in events if e["kind"] == "write"}
     client = Client(base_url)
-    read_back = [client.request("GET", f"/items/{i}", token=token) for i in acknowledged]
+    read_back = [client.request("GET", f"/items/{i}", token=token) for i in acknowledged.values()]
     found = [response.json() for response in read_back if response.status == 200]
     summary["writes_acknowledged"] = len(acknowledged)
+    summary["writes_unanswered"] = len(sent - acknowledged.keys())
+    summary["writes_sent_again"] = sum(
+        1 for e in events if e["kind"] == "write" and failed(e) and e["key"] in acknowledged
+    )
     summary["writes_lost"] = len(acknowledged) - len(found)
     summary["writes_without_public_id"] = sum(1 for item in found if item.get("public_id") is None)
+    summary["writes_made_twice"] = _made_twice(client, accounts)
     return summary
+
+
+def _made_twice(client: Client, accounts: list[list[Any]]) -> int:
+    """Keys that made more than one item: every writer's items, page by page."""
+    made: dict[str, int] = {}
+    for user_id, token in accounts:
+        cursor = None
+        while True:
+            query = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+            page = client.request("GET", f"/users/{user_id}/items{query}", token=token).json()
+            for item in page["items"]:
+                key = item["title"].removeprefix("scale check ")
+                made[key] = made.get(key, 0) + 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    return sum(1 for count in made.values() if count > 1)
 
 
 RELEASE = ("steady", "migration", "rolling_update", "steady_after")
@@ -222,12 +263,14 @@ def report(summary: dict[str, Any], replaced_in: str) -> list[str]:
     print(
         f"  requests {summary['requests']}; failed while steady, migrating and rolling out:"
         f" {failed}; failed when a replica was killed: {kill['failed_reads']} reads,"
-        f" {kill['failed_writes']} writes (a write in flight there is never acknowledged)"
+        f" {kill['failed_writes']} writes (sent again with their key until answered)"
     )
     print(
-        f"  writes acknowledged {summary['writes_acknowledged']}, lost {summary['writes_lost']};"
-        " without public_id (written by v1 after the backfill passed them)"
-        f" {summary['writes_without_public_id']}"
+        f"  writes acknowledged {summary['writes_acknowledged']}, lost {summary['writes_lost']},"
+        f" created twice {summary['writes_made_twice']}; sent again with their Idempotency-Key"
+        f" after an answer was lost {summary['writes_sent_again']}; never answered"
+        f" {summary['writes_unanswered']}; without public_id (written by v1 after the backfill"
+        f" passed them) {summary['writes_without_public_id']}"
     )
 
     problems = []
@@ -242,6 +285,10 @@ def report(summary: dict[str, Any], replaced_in: str) -> list[str]:
         problems.append("reads failed when a replica was killed (the load balancer should retry)")
     if summary["writes_lost"]:
         problems.append("acknowledged writes were lost")
+    if summary["writes_made_twice"]:
+        problems.append("a write sent again with its Idempotency-Key made a second item")
+    if summary["writes_unanswered"]:
+        problems.append(f"writes never answered, though sent {SENDS} times")
     if not probe:
         problems.append("the Postgres log showed no lock wait, not even the check's own")
     return problems

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -27,6 +27,13 @@ class ConfigError(Exception):
 
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
+
+
+def _comma_separated(value: object) -> object:
+    # "https://a.example,https://b.example", as full-stack-fastapi-template reads its origins.
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -53,6 +60,12 @@ class Settings(BaseSettings):
         Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)
     ] = "info"
     MIGRATION_LOCK_TIMEOUT: float = Field(default=5, gt=0)
+    # Origins a browser may call the API from (CORS); none by default.
+    CORS_ORIGINS: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = []
+    # When true, PATCH and DELETE of a resource without If-Match get 428.
+    REQUIRE_IF_MATCH: bool = False
+    # Seconds an Idempotency-Key and the response it got are kept.
+    IDEMPOTENCY_TTL: int = Field(default=86400, gt=0)
     # Worker processes of `python -m service` (uvicorn reads the same variable).
     WEB_CONCURRENCY: int = Field(default=1, ge=1)
     # Where the workers' metrics files go (prometheus_client's multiprocess mode);

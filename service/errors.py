@@ -3,11 +3,13 @@ that status means to a client: service/api/errors.py answers them and documents 
 OpenAPI schema of the routes that raise them.
 
 ServiceError
- ├── NotAuthenticated    401  WWW-Authenticate: Bearer
- ├── Forbidden           403
- ├── NotFound            404
- ├── Conflict            409
- └── TooManyAttempts     429  Retry-After
+ ├── NotAuthenticated       401  WWW-Authenticate: Bearer
+ ├── Forbidden              403
+ ├── NotFound               404
+ ├── Conflict               409
+ ├── PreconditionFailed     412  ETag
+ ├── PreconditionRequired   428
+ └── TooManyAttempts        429  Retry-After
 """
 
 
@@ -42,9 +44,27 @@ class NotFound(ServiceError):
 
 
 class Conflict(ServiceError):
-    """Taken already, such as an email that another user has."""
+    """Taken already (an email that another user has), changed by another request while this
+    one ran, or a request with the same Idempotency-Key still in progress: try again."""
 
     status_code = 409
+
+
+class PreconditionFailed(ServiceError):
+    """If-Match names a version the resource is no longer at: nothing was changed. ETag has the
+    version it is at; read it again, then retry."""
+
+    status_code = 412
+
+    def __init__(self, detail: str, *, etag: str | None) -> None:
+        super().__init__(detail, headers=None if etag is None else {"ETag": etag})
+
+
+class PreconditionRequired(ServiceError):
+    """This service requires If-Match on writes to a resource (REQUIRE_IF_MATCH): send the
+    ETag of the version the change was made from."""
+
+    status_code = 428
 
 
 class TooManyAttempts(ServiceError):

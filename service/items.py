@@ -5,12 +5,12 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 
 from service.db import ReadSession, WriteSession
 from service.errors import Forbidden, NotAuthenticated, NotFound
 from service.models import Item, User, violated
 from service.paging import keyset_page
+from service.preconditions import Precondition
 from service.schemas import ItemCreate, ItemUpdate
 from service.users import get_own_account, get_user
 
@@ -66,19 +66,20 @@ async def get_own_item(session: ReadSession, item_id: int, *, caller: User) -> I
 
 
 async def update_item(
-    session: WriteSession, item_id: int, *, data: ItemUpdate, caller: User
+    session: WriteSession, item_id: int, *, data: ItemUpdate, caller: User, if_match: Precondition
 ) -> Item:
     """Apply a partial update: the fields the request set."""
     item = await get_own_item(session, item_id, caller=caller)
+    if_match.check(item)
     item.apply(data.model_dump(exclude_unset=True))
-    try:
-        await session.flush()
-    except StaleDataError:  # the UPDATE found no row: deleted since it was read
-        raise NotFound(f"item {item_id} not found") from None
+    await if_match.save(session, item, gone=NotFound(f"item {item_id} not found"))
     return item
 
 
-async def delete_item(session: WriteSession, item_id: int, *, caller: User) -> None:
+async def delete_item(
+    session: WriteSession, item_id: int, *, caller: User, if_match: Precondition
+) -> None:
     item = await get_own_item(session, item_id, caller=caller)
+    if_match.check(item)
     await session.delete(item)
-    await session.flush()
+    await if_match.save(session, item, gone=NotFound(f"item {item_id} not found"))

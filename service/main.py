@@ -10,10 +10,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from service import logs, observability
 from service.api import auth, errors, health, items, users
+from service.api.idempotency import REPLAYED
 from service.api.routing import claim_literal_paths
 from service.auth import LoginLock
 from service.config import ConfigError, Settings, load_settings
@@ -23,6 +25,17 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
+
+# What a script in a browser on another origin may send, and read of the answer.
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+CORS_RESPONSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Retry-After", REPLAYED]
 
 # The busiest first: a request is matched against the routes in this order.
 ROUTERS = (users.router, items.router, auth.router, health.router)
@@ -80,6 +93,15 @@ def create_app(settings: Settings, *, tracer_provider: "TracerProvider | None" =
     if tracer_provider is None and settings.OTEL_EXPORTER_OTLP_ENDPOINT:
         tracer_provider = observability.otlp_tracer_provider()
     app.state.tracer_provider = tracer_provider
+    if settings.CORS_ORIGINS:
+        # Inside RequestContext, so that a preflight gets its request id and access line too.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+        )
     app.add_middleware(
         observability.RequestContext,
         access_log=logs.access_logger(settings),

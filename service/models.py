@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     Dialect,
@@ -13,11 +14,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # Named constraints let Alembic drop and alter them by name, on SQLite (batch mode) too.
@@ -90,7 +93,20 @@ class Timestamped:
             self.updated_at = now()
 
 
-class User(Timestamped, Base):
+class Versioned:
+    """SQLAlchemy's version counter: every change moves `version`, and the UPDATE or DELETE
+    that makes it names the version it read (`WHERE version = :v`), so that of two writes
+    made from one version only the first finds its row (the second: StaleDataError). A
+    resource's ETag is its version (service/preconditions.py)."""
+
+    version: Mapped[int] = mapped_column(server_default=text("1"))
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
+
+class User(Versioned, Timestamped, Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,7 +116,7 @@ class User(Timestamped, Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
 
 
-class Item(Timestamped, Base):
+class Item(Versioned, Timestamped, Base):
     __tablename__ = "items"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -133,6 +149,25 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     failed_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class IdempotencyKey(Base):
+    """A create that came with an Idempotency-Key, and its response, to give a repeat of it.
+
+    Written in the same transaction as what the request created: both, or neither.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("caller_id", "key"), *Base.__table_args__)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller_id: Mapped[int]  # the user who sent it; 0 for a sign-up, which has no caller
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # of the request: method, path, body
+    status_code: Mapped[int]
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    body: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 def violated(exc: IntegrityError, constraint: str, *, sqlite: str) -> bool:

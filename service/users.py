@@ -5,14 +5,17 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 
 from service import auth
 from service.db import ReadSession, WriteSession
 from service.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from service.models import User, violated
 from service.paging import keyset_page
+from service.preconditions import Precondition
 from service.schemas import UserCreate, UserRead, UserUpdate
+
+# What a write finds when the caller's own account was deleted under it.
+_GONE = NotAuthenticated("your account no longer exists")
 
 # Statements built once, at import: building one costs more than running it.
 # A new row by one ORM INSERT ... RETURNING: the User it gives is in the session as if added
@@ -72,27 +75,29 @@ async def update_user(
     data: UserUpdate,
     password_hash: str | None,
     keep_token: str,
+    if_match: Precondition,
 ) -> User:
-    """Apply a partial update to an account; a new password (hashed) signs out its other
-    tokens, all but `keep_token`."""
+    """Apply a partial update to an account (checked against If-Match already); a new password
+    (hashed) signs out its other tokens, all but `keep_token`."""
     changes = data.model_dump(exclude_unset=True, exclude={"password"})
     if password_hash is not None:
         changes["password_hash"] = password_hash
         await auth.revoke_other_tokens(session, user_id=user.id, keep=keep_token)
     user.apply(changes)
     try:
-        await session.flush()
+        await if_match.save(session, user, gone=_GONE)
     except IntegrityError as exc:
         if _duplicate_email(exc):
             raise Conflict(f"a user with email {changes['email']} already exists") from None
         raise
-    except StaleDataError:  # the UPDATE found no row: deleted since the token was checked
-        raise NotAuthenticated("your account no longer exists") from None
     return user
 
 
-async def delete_user(session: WriteSession, user_id: int, *, caller: User) -> None:
+async def delete_user(
+    session: WriteSession, user_id: int, *, caller: User, if_match: Precondition
+) -> None:
     """Delete the user; the database deletes their items and tokens (ON DELETE CASCADE)."""
     user = await get_own_account(session, user_id, caller=caller)
+    if_match.check(user)
     await session.delete(user)
-    await session.flush()
+    await if_match.save(session, user, gone=_GONE)

@@ -61,3 +61,40 @@ async def test_write_racing_the_delete_of_its_user_gets_401_or_404_not_500(
 
     assert response.status_code == status, response.text
     assert response.json() == {"detail": detail.format(item=item["id"])}
+
+
+@pytest.mark.parametrize(("if_match", "status"), [(True, 412), (False, 409)])
+async def test_write_racing_another_write_to_its_item_loses_with_412_or_409(
+    postgres_url: URL, if_match: bool, status: int
+) -> None:
+    # The request reads version 1, then its UPDATE ... WHERE version = 1 waits on the row lock
+    # of another writer's UPDATE; once that commits, Postgres re-checks and finds version 2.
+    engine = create_engine(settings_for(postgres_url))
+    observer = engine.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        async with serve(postgres_url) as client:
+            owner = await sign_up(client, "r@example.com")
+            client.headers.update(owner.headers)
+            created = await client.post(f"/users/{owner.id}/items", json={"title": "T"})
+            item = created.json()
+            headers = {"If-Match": created.headers["etag"]} if if_match else {}
+            async with observer.connect() as observing, engine.begin() as other:
+                await other.execute(
+                    text("UPDATE items SET title = 'other', version = version + 1 WHERE id = :id"),
+                    {"id": item["id"]},
+                )
+                racing = asyncio.create_task(
+                    client.patch(f"/items/{item['id']}", json={"title": "mine"}, headers=headers)
+                )
+                while not await observing.scalar(_WAITING_ON_A_LOCK):
+                    assert not racing.done(), (await racing).text
+                    await asyncio.sleep(0.01)
+            response: httpx.Response = await racing
+            after = (await client.get(f"/items/{item['id']}")).json()
+    finally:
+        await engine.dispose()
+
+    assert response.status_code == status, response.text
+    assert after["title"] == "other"  # the write that lost changed nothing
+    if if_match:
+        assert response.headers["etag"] == '"2"'

@@ -56,6 +56,11 @@ def documented(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# A GET of one resource whose If-None-Match names its version.
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: the ETag you sent is the current version's (no body)"}
+}
+
 # What any route may answer, besides its own errors.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     # FastAPI's own, for a body it cannot even parse (not UTF-8, nested too deep, a number too

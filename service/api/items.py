@@ -1,6 +1,7 @@
 from fastapi import APIRouter, Response, status
 
 from service import items
+from service.api.conditional import IfMatch, IfNoneMatch, current, tagged
 from service.api.deps import (
     CurrentReader,
     CurrentUser,
@@ -11,8 +12,16 @@ from service.api.deps import (
     SessionDep,
     UserId,
 )
-from service.api.errors import documented
-from service.errors import Forbidden, NotAuthenticated, NotFound
+from service.api.errors import NOT_MODIFIED, documented
+from service.api.idempotency import CreationDep
+from service.errors import (
+    Conflict,
+    Forbidden,
+    NotAuthenticated,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
 from service.models import Item
 from service.paging import Page
 from service.schemas import ItemCreate, ItemRead, ItemUpdate
@@ -24,15 +33,16 @@ router = APIRouter(tags=["items"])
     "/users/{user_id}/items",
     status_code=status.HTTP_201_CREATED,
     response_model=ItemRead,
-    responses=documented(NotAuthenticated, NotFound, Forbidden),
+    responses=documented(NotAuthenticated, NotFound, Forbidden, Conflict),
     summary="Create an item of your own",
 )
 async def create_item(
-    caller: CurrentUser, user_id: UserId, data: ItemCreate, session: SessionDep, response: Response
-) -> Item:
+    caller: CurrentUser, user_id: UserId, data: ItemCreate, session: SessionDep, reply: CreationDep
+) -> Response:
+    if replayed := await reply.replay(caller_id=caller.id):
+        return replayed
     item = await items.create_item(session, owner_id=user_id, data=data, caller=caller)
-    response.headers["Location"] = f"/items/{item.id}"
-    return item
+    return reply.created(item, ItemRead, location=f"/items/{item.id}")
 
 
 @router.get(
@@ -54,31 +64,49 @@ async def list_items(
 @router.get(
     "/items/{item_id}",
     response_model=ItemRead,
-    responses=documented(NotAuthenticated, NotFound),
+    responses=documented(NotAuthenticated, NotFound) | NOT_MODIFIED,
     summary="Get an item",
 )
-async def get_item(_caller: CurrentReader, item_id: ItemId, session: ReadSessionDep) -> Item:
-    return await items.get_item(session, item_id)
+async def get_item(
+    _caller: CurrentReader,
+    item_id: ItemId,
+    session: ReadSessionDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> Item | Response:
+    return current(response, await items.get_item(session, item_id), if_none_match)
 
 
 @router.patch(
     "/items/{item_id}",
     response_model=ItemRead,
-    responses=documented(NotAuthenticated, NotFound, Forbidden),
+    responses=documented(
+        NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
+    ),
     summary="Change some of your item's fields",
 )
 async def update_item(
-    caller: CurrentUser, item_id: ItemId, data: ItemUpdate, session: SessionDep
+    caller: CurrentUser,
+    item_id: ItemId,
+    data: ItemUpdate,
+    session: SessionDep,
+    if_match: IfMatch,
+    response: Response,
 ) -> Item:
-    return await items.update_item(session, item_id, data=data, caller=caller)
+    item = await items.update_item(session, item_id, data=data, caller=caller, if_match=if_match)
+    return tagged(response, item)
 
 
 @router.delete(
     "/items/{item_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=documented(NotAuthenticated, NotFound, Forbidden),
+    responses=documented(
+        NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
+    ),
     summary="Delete your item",
 )
-async def delete_item(caller: CurrentUser, item_id: ItemId, session: SessionDep) -> None:
-    await items.delete_item(session, item_id, caller=caller)
+async def delete_item(
+    caller: CurrentUser, item_id: ItemId, session: SessionDep, if_match: IfMatch
+) -> None:
+    await items.delete_item(session, item_id, caller=caller, if_match=if_match)

@@ -1,6 +1,7 @@
 from fastapi import APIRouter, Depends, Response, status
 
 from service import auth, users
+from service.api.conditional import IfMatch, IfNoneMatch, current, tagged
 from service.api.deps import (
     BearerToken,
     CurrentReader,
@@ -13,8 +14,16 @@ from service.api.deps import (
     password_turn,
     password_turn_if_sent,
 )
-from service.api.errors import documented
-from service.errors import Conflict, Forbidden, NotAuthenticated, NotFound
+from service.api.errors import NOT_MODIFIED, documented
+from service.api.idempotency import CreationDep
+from service.errors import (
+    Conflict,
+    Forbidden,
+    NotAuthenticated,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
 from service.models import User
 from service.paging import Page
 from service.schemas import UserCreate, UserRead, UserUpdate
@@ -30,21 +39,24 @@ router = APIRouter(prefix="/users", tags=["users"])
     dependencies=[Depends(password_turn)],
     summary="Sign up (no token needed)",
 )
-async def create_user(data: UserCreate, session: SessionDep, response: Response) -> User:
+async def create_user(data: UserCreate, session: SessionDep, reply: CreationDep) -> Response:
+    if replayed := await reply.replay(caller_id=None):
+        return replayed
     password_hash = await auth.hash_password(data.password)
     user = await users.create_user(session, data=data, password_hash=password_hash)
-    response.headers["Location"] = f"/users/{user.id}"
-    return user
+    return reply.created(user, UserRead, location=f"/users/{user.id}")
 
 
 @router.get(
     "/me",
     response_model=UserRead,
-    responses=documented(NotAuthenticated),
+    responses=documented(NotAuthenticated) | NOT_MODIFIED,
     summary="The user the token belongs to",
 )
-async def me(caller: CurrentReader) -> User:
-    return caller
+async def me(
+    caller: CurrentReader, response: Response, if_none_match: IfNoneMatch = None
+) -> User | Response:
+    return current(response, caller, if_none_match)
 
 
 @router.get("", responses=documented(NotAuthenticated), summary="List users, oldest first")
@@ -57,41 +69,61 @@ async def list_users(
 @router.get(
     "/{user_id}",
     response_model=UserRead,
-    responses=documented(NotAuthenticated, NotFound),
+    responses=documented(NotAuthenticated, NotFound) | NOT_MODIFIED,
     summary="Get a user",
 )
-async def get_user(_caller: CurrentReader, user_id: UserId, session: ReadSessionDep) -> User:
-    return await users.get_user(session, user_id)
+async def get_user(
+    _caller: CurrentReader,
+    user_id: UserId,
+    session: ReadSessionDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> User | Response:
+    return current(response, await users.get_user(session, user_id), if_none_match)
 
 
 @router.patch(
     "/{user_id}",
     response_model=UserRead,
-    responses=documented(NotAuthenticated, NotFound, Forbidden, Conflict),
+    responses=documented(
+        NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
+    ),
     dependencies=[Depends(password_turn_if_sent)],
     summary="Change some of your own fields",
 )
 async def update_user(
-    caller: CurrentUser, token: BearerToken, user_id: UserId, data: UserUpdate, session: SessionDep
+    caller: CurrentUser,
+    token: BearerToken,
+    user_id: UserId,
+    data: UserUpdate,
+    session: SessionDep,
+    if_match: IfMatch,
+    response: Response,
 ) -> User:
     user = await users.get_own_account(session, user_id, caller=caller)
+    if_match.check(user)
     password_hash = None
     if data.password is not None:
         # Argon2 takes a core for a tenth of a second: not while this request holds a
         # connection. Its reads are done; its writes begin a transaction of their own.
         await session.commit()
         password_hash = await auth.hash_password(data.password)
-    return await users.update_user(
-        session, user, data=data, password_hash=password_hash, keep_token=token
+    user = await users.update_user(
+        session, user, data=data, password_hash=password_hash, keep_token=token, if_match=if_match
     )
+    return tagged(response, user)
 
 
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=documented(NotAuthenticated, NotFound, Forbidden),
+    responses=documented(
+        NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
+    ),
     summary="Delete your account, with your items and tokens",
 )
-async def delete_user(caller: CurrentUser, user_id: UserId, session: SessionDep) -> None:
-    await users.delete_user(session, user_id, caller=caller)
+async def delete_user(
+    caller: CurrentUser, user_id: UserId, session: SessionDep, if_match: IfMatch
+) -> None:
+    await users.delete_user(session, user_id, caller=caller, if_match=if_match)
