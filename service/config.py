@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     REQUIRE_IF_MATCH: bool = False
     # Seconds an Idempotency-Key and the response it got are kept.
     IDEMPOTENCY_TTL: int = Field(default=86400, gt=0)
+    # The largest request body any route reads, in bytes: a larger one is refused with 413
+    # while it streams in, before it is all read.
+    MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=0)
     # Worker processes of `python -m service` (uvicorn reads the same variable).
     WEB_CONCURRENCY: int = Field(default=1, ge=1)
     # Where the workers' metrics files go (prometheus_client's multiprocess mode);

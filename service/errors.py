@@ -12,9 +12,13 @@ ServiceError
  └── TooManyAttempts        429  Retry-After
 """
 
+from typing import ClassVar
+
 
 class ServiceError(Exception):
     status_code = 500
+    # The headers an answer of this class always has, and what each says (for the OpenAPI schema).
+    sends: ClassVar[dict[str, str]] = {}
 
     def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -26,6 +30,7 @@ class NotAuthenticated(ServiceError):
     """Not signed in: no valid bearer token (or, logging in, a wrong email or password)."""
 
     status_code = 401
+    sends: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer: send a bearer token."}
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
@@ -55,6 +60,7 @@ class PreconditionFailed(ServiceError):
     version it is at; read it again, then retry."""
 
     status_code = 412
+    sends: ClassVar[dict[str, str]] = {"ETag": "The version the resource is at."}
 
     def __init__(self, detail: str, *, etag: str | None) -> None:
         super().__init__(detail, headers=None if etag is None else {"ETag": etag})
@@ -71,6 +77,7 @@ class TooManyAttempts(ServiceError):
     """Too many failed logins for this email: locked until the time in Retry-After."""
 
     status_code = 429
+    sends: ClassVar[dict[str, str]] = {"Retry-After": "Seconds until the lock lifts."}
 
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})

@@ -9,7 +9,7 @@ supervisor before any app exists.
 
 The access log, one line per request, is written apart, by `access_logger(settings)`: through
 structlog's own logger, without the standard library's records, handlers and formatter, which
-weigh on a line every request writes (bench/README.md). It comes out the same.
+weigh on a line every request writes (docs/benchmark.md). It comes out the same.
 """
 
 import logging.config

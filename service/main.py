@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 from service import logs, observability
 from service.api import auth, errors, health, items, users
 from service.api.idempotency import REPLAYED
+from service.api.limits import BodyLimit
 from service.api.routing import claim_literal_paths
 from service.auth import LoginLock
 from service.config import ConfigError, Settings, load_settings
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, tracer_provider: "TracerProvider | None" =
     for router in ROUTERS:
         app.include_router(router)
     app.get("/metrics", include_in_schema=False)(observability.metrics)
+    observability.document_request_ids(app)
     errors.install(app)
     if tracer_provider is None and settings.OTEL_EXPORTER_OTLP_ENDPOINT:
         tracer_provider = observability.otlp_tracer_provider()
@@ -102,6 +104,7 @@ def create_app(settings: Settings, *, tracer_provider: "TracerProvider | None" =
             allow_headers=CORS_REQUEST_HEADERS,
             expose_headers=CORS_RESPONSE_HEADERS,
         )
+    app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(
         observability.RequestContext,
         access_log=logs.access_logger(settings),

@@ -124,6 +124,31 @@ class RequestContext:
             structlog.contextvars.reset_contextvars(**context)
 
 
+def document_request_ids(app: FastAPI) -> None:
+    """X-Request-ID in the OpenAPI schema of every response of every route, as RequestContext
+    sends it: FastAPI's schema, extended once, when first asked for (FastAPI's "Extending
+    OpenAPI")."""
+    make_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = make_schema()
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    for response in operation["responses"].values():
+                        response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
+        return app.openapi_schema or make_schema()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+REQUEST_ID_HEADER = {
+    "description": "The request's id: yours if you sent a sane one, else a new UUID.",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
 def internal_error(method: str, path: str, exc: BaseException) -> JSONResponse:
     """The answer to a bug: logged once, with its traceback; the body names the request id."""
     log.error("%s %s failed", method, path, exc_info=exc)

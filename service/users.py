@@ -19,7 +19,7 @@ _GONE = NotAuthenticated("your account no longer exists")
 
 # Statements built once, at import: building one costs more than running it.
 # A new row by one ORM INSERT ... RETURNING: the User it gives is in the session as if added
-# and flushed, for less work per request than add() and flush() (bench/README.md).
+# and flushed, for less work per request than add() and flush() (docs/benchmark.md).
 _INSERT = insert(User).returning(User)
 _BY_ID = select(User).where(User.id == bindparam("user_id"))
 # Pages are rows of the columns UserRead shows (never the password hash): nothing to track.

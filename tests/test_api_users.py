@@ -79,7 +79,7 @@ async def test_create_user_with_display_name_in_email_returns_422(
     response = await client.post("/users", json=_new_user("Ada <ada@example.com>", "A"))
 
     assert response.status_code == 422
-    assert "without a name" in response.json()["detail"][0]["msg"]
+    assert "bare email address" in response.json()["detail"][0]["msg"]
     assert (await client.get("/users")).json()["items"] == [me.user]
 
 

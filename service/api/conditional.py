@@ -2,15 +2,29 @@
 answers, 304 for a GET whose If-None-Match names it, If-Match for a write (service/preconditions.py
 checks it)."""
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response, status
 
+from service.api.errors import header
 from service.config import Settings
 from service.models import Versioned
 from service.preconditions import Precondition, etag, matches_none
 
 R = TypeVar("R", bound=Versioned)
+
+ETAG = header(
+    "The version of the resource: send it as If-Match to change this version only, as"
+    " If-None-Match to read it again only once it has changed."
+)
+# What a route answering one resource documents, besides its errors.
+TAGGED: dict[int | str, dict[str, Any]] = {200: {"headers": {"ETag": ETAG}}}
+READ: dict[int | str, dict[str, Any]] = TAGGED | {
+    304: {
+        "description": "Not modified: If-None-Match names the current version (no body)",
+        "headers": {"ETag": ETAG},
+    }
+}
 
 IfNoneMatch = Annotated[
     str | None,

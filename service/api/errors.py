@@ -41,6 +41,9 @@ NOT_MIGRATED = (
 )
 UNAVAILABLE = "database unavailable, try again later"
 HIDDEN = "[hidden]"
+# A 422 stays a few KB, however large the body that caused it.
+MAX_ERRORS = 10
+ECHOED = 100
 
 _SCHEMA_MISSING_SQLSTATES = ("42P01", "42703")  # undefined table, undefined column
 
@@ -49,24 +52,40 @@ class ErrorDetail(BaseModel):
     detail: str
 
 
+def header(description: str, *, required: bool = True) -> dict[str, Any]:
+    """A response header, as OpenAPI describes one."""
+    return {"description": description, "required": required, "schema": {"type": "string"}}
+
+
 def documented(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI responses of a route that raises these errors: each class knows its own."""
-    return {
-        error.status_code: {"model": ErrorDetail, "description": error.__doc__} for error in errors
-    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        responses[error.status_code] = {"model": ErrorDetail, "description": error.__doc__}
+        if error.sends:
+            sent = {name: header(description) for name, description in error.sends.items()}
+            responses[error.status_code]["headers"] = sent
+    return responses
 
-
-# A GET of one resource whose If-None-Match names its version.
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "Not modified: the ETag you sent is the current version's (no body)"}
-}
 
 # What any route may answer, besides its own errors.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     # FastAPI's own, for a body it cannot even parse (not UTF-8, nested too deep, a number too
     # large); a body that is not JSON at all is a 422 (https://github.com/fastapi/fastapi/pull/14400).
     400: {"model": ErrorDetail, "description": "The request's body could not be parsed"},
-    503: {"model": ErrorDetail, "description": "Database unavailable or busy"},
+    405: {
+        "model": ErrorDetail,
+        "description": "Method not allowed: Allow names those this path serves",
+        "headers": {"Allow": header("The methods this path serves.")},
+    },
+    413: {"model": ErrorDetail, "description": "The request's body is larger than MAX_BODY_BYTES"},
+    503: {
+        "model": ErrorDetail,
+        "description": "Database unavailable or busy",
+        "headers": {
+            "Retry-After": header("Seconds to wait; not sent while the schema lags", required=False)
+        },
+    },
 }
 
 
@@ -80,13 +99,20 @@ def install(app: FastAPI) -> None:
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, without the value of any password field, and safe to send: FastAPI's own
+    """FastAPI's 422, bounded, without the value of any password field, and safe to send.
+
+    Bounded: at most MAX_ERRORS errors, each echoing at most ECHOED characters of its input
+    and of each part of its location, whatever the size of the body. Safe: FastAPI's own
     handler fails (500) on input that the errors echo but JSON output cannot hold: NaN and
     Infinity (https://github.com/fastapi/fastapi/issues/459), lone surrogates ("\ud800" is
     valid JSON), bytes that are not UTF-8."""
     assert isinstance(exc, RequestValidationError)
+    errors = [_bounded(_hide_passwords(error)) for error in exc.errors()[:MAX_ERRORS]]
+    if len(exc.errors()) > MAX_ERRORS:
+        more = len(exc.errors()) - MAX_ERRORS
+        errors.append({"type": "too_many_errors", "loc": ["body"], "msg": f"and {more} more"})
     errors = jsonable_encoder(
-        [_hide_passwords(error) for error in exc.errors()],
+        errors,
         custom_encoder={
             str: _scrub_surrogates,
             float: _finite_or_text,
@@ -103,6 +129,29 @@ def _hide_passwords(error: dict[str, Any]) -> dict[str, Any]:
     if error["loc"] and error["loc"][-1] == "password":
         return error | {"input": HIDDEN}
     return error | {"input": _without_passwords(error.get("input"))}
+
+
+def _bounded(error: dict[str, Any]) -> dict[str, Any]:
+    bounded = error | {"loc": [_cut(part) for part in error["loc"]], "msg": _cut(error["msg"])}
+    if "input" in error:
+        bounded["input"] = _cut(error["input"])
+    if "ctx" in error:
+        bounded["ctx"] = {key: _cut(value) for key, value in error["ctx"].items()}
+    return bounded
+
+
+def _cut(value: Any) -> Any:
+    """The value, or the first ECHOED characters of its text (of its JSON, for a list or a
+    dict) and an ellipsis."""
+    if isinstance(value, str):
+        return value if len(value) <= ECHOED else value[:ECHOED] + "…"
+    if isinstance(value, dict | list | tuple):
+        text = ""
+        for chunk in json.JSONEncoder(default=str).iterencode(value):
+            text += chunk
+            if len(text) > ECHOED:
+                return text[:ECHOED] + "…"
+    return value
 
 
 def _without_passwords(value: Any) -> Any:

@@ -10,13 +10,27 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from service import idempotency
+from service.api.conditional import ETAG
 from service.api.deps import SessionDep
+from service.api.errors import header
 from service.config import Settings
 from service.db import WriteSession
 from service.models import Versioned
 from service.preconditions import etag
 
 REPLAYED = "Idempotent-Replayed"
+# What a route that creates documents, besides its errors.
+CREATED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "headers": {
+            "Location": header("Where the new resource is."),
+            "ETag": ETAG,
+            REPLAYED: header(
+                "true: the first response to this Idempotency-Key, again", required=False
+            ),
+        }
+    }
+}
 
 IdempotencyKey = Annotated[
     str | None,

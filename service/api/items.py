@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Response, status
 
 from service import items
-from service.api.conditional import IfMatch, IfNoneMatch, current, tagged
+from service.api.conditional import READ, TAGGED, IfMatch, IfNoneMatch, current, tagged
 from service.api.deps import (
     CurrentReader,
     CurrentUser,
@@ -12,8 +12,8 @@ from service.api.deps import (
     SessionDep,
     UserId,
 )
-from service.api.errors import NOT_MODIFIED, documented
-from service.api.idempotency import CreationDep
+from service.api.errors import documented
+from service.api.idempotency import CREATED, CreationDep
 from service.errors import (
     Conflict,
     Forbidden,
@@ -33,7 +33,7 @@ router = APIRouter(tags=["items"])
     "/users/{user_id}/items",
     status_code=status.HTTP_201_CREATED,
     response_model=ItemRead,
-    responses=documented(NotAuthenticated, NotFound, Forbidden, Conflict),
+    responses=documented(NotAuthenticated, NotFound, Forbidden, Conflict) | CREATED,
     summary="Create an item of your own",
 )
 async def create_item(
@@ -64,7 +64,7 @@ async def list_items(
 @router.get(
     "/items/{item_id}",
     response_model=ItemRead,
-    responses=documented(NotAuthenticated, NotFound) | NOT_MODIFIED,
+    responses=documented(NotAuthenticated, NotFound) | READ,
     summary="Get an item",
 )
 async def get_item(
@@ -82,7 +82,8 @@ async def get_item(
     response_model=ItemRead,
     responses=documented(
         NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
-    ),
+    )
+    | TAGGED,
     summary="Change some of your item's fields",
 )
 async def update_item(

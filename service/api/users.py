@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Depends, Response, status
 
 from service import auth, users
-from service.api.conditional import IfMatch, IfNoneMatch, current, tagged
+from service.api.conditional import READ, TAGGED, IfMatch, IfNoneMatch, current, tagged
 from service.api.deps import (
     BearerToken,
     CurrentReader,
@@ -14,8 +14,8 @@ from service.api.deps import (
     password_turn,
     password_turn_if_sent,
 )
-from service.api.errors import NOT_MODIFIED, documented
-from service.api.idempotency import CreationDep
+from service.api.errors import documented
+from service.api.idempotency import CREATED, CreationDep
 from service.errors import (
     Conflict,
     Forbidden,
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/users", tags=["users"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=documented(Conflict),
+    responses=documented(Conflict) | CREATED,
     dependencies=[Depends(password_turn)],
     summary="Sign up (no token needed)",
 )
@@ -50,7 +50,7 @@ async def create_user(data: UserCreate, session: SessionDep, reply: CreationDep)
 @router.get(
     "/me",
     response_model=UserRead,
-    responses=documented(NotAuthenticated) | NOT_MODIFIED,
+    responses=documented(NotAuthenticated) | READ,
     summary="The user the token belongs to",
 )
 async def me(
@@ -69,7 +69,7 @@ async def list_users(
 @router.get(
     "/{user_id}",
     response_model=UserRead,
-    responses=documented(NotAuthenticated, NotFound) | NOT_MODIFIED,
+    responses=documented(NotAuthenticated, NotFound) | READ,
     summary="Get a user",
 )
 async def get_user(
@@ -87,7 +87,8 @@ async def get_user(
     response_model=UserRead,
     responses=documented(
         NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
-    ),
+    )
+    | TAGGED,
     dependencies=[Depends(password_turn_if_sent)],
     summary="Change some of your own fields",
 )
