@@ -1,1 +1,1 @@
-"""The benchmark: the service against a FastAPI + raw-driver baseline (see bench/README.md)."""
+"""The benchmark: the service against a FastAPI + raw-driver baseline (see docs/benchmark.md)."""

@@ -367,7 +367,7 @@ async def test_connection_handed_over_in_a_transaction_is_migrated_in_it(
     assert await _tables(fresh_url) == TABLES
 
 
-# The README's index on an existing table: built CONCURRENTLY on Postgres, outside a transaction.
+# docs/migrations.md's index on an existing table: CONCURRENTLY on Postgres, outside a transaction.
 INDEX_TITLES = Migration(
     revision="6f2a0b1c3d4e",
     message="index item titles",

@@ -203,7 +203,7 @@ async def test_a_migration_that_renames_what_the_previous_release_reads_fails_it
 
 
 def test_next_release_still_applies_after_the_model_changes_a_user_makes(tmp_path: Path) -> None:
-    # The README's own example (items.price), a wider title with an index, a new import.
+    # docs/migrations.md's own example (items.price), a wider title with an index, a new import.
     service = tmp_path / "service"
     shutil.copytree(ROOT / "service", service, ignore=shutil.ignore_patterns("__pycache__"))
     edits = {
