@@ -57,23 +57,12 @@ _USER_BY_TOKEN = (
 )
 # Bulk deletes of rows the session never loaded: nothing in it to synchronise.
 _NOT_LOADED = {"synchronize_session": False}
-_REVOKE = (
-    delete(AccessToken)
-    .where(AccessToken.token_hash == bindparam("token_hash"))
-    .execution_options(**_NOT_LOADED)
+_REVOKE = delete(AccessToken).where(AccessToken.token_hash == bindparam("token_hash"))
+_REVOKE_OTHERS = delete(AccessToken).where(
+    AccessToken.user_id == bindparam("user_id"), AccessToken.token_hash != bindparam("token_hash")
 )
-_REVOKE_OTHERS = (
-    delete(AccessToken)
-    .where(
-        AccessToken.user_id == bindparam("user_id"),
-        AccessToken.token_hash != bindparam("token_hash"),
-    )
-    .execution_options(**_NOT_LOADED)
-)
-_DELETE_EXPIRED_TOKENS = (
-    delete(AccessToken)
-    .where(AccessToken.user_id == bindparam("user_id"), AccessToken.expires_at <= bindparam("now"))
-    .execution_options(**_NOT_LOADED)
+_DELETE_EXPIRED_TOKENS = delete(AccessToken).where(
+    AccessToken.user_id == bindparam("user_id"), AccessToken.expires_at <= bindparam("now")
 )
 _LOGIN_USER = select(User.id, User.password_hash).where(User.email == bindparam("email"))
 _RECENT_FAILURES = (
@@ -82,16 +71,8 @@ _RECENT_FAILURES = (
     .order_by(LoginFailure.failed_at.desc())
     .limit(bindparam("limit"))
 )
-_FORGET_FAILURES = (
-    delete(LoginFailure)
-    .where(LoginFailure.email == bindparam("email"))
-    .execution_options(**_NOT_LOADED)
-)
-_FORGET_OLD_FAILURES = (
-    delete(LoginFailure)
-    .where(LoginFailure.failed_at < bindparam("before"))
-    .execution_options(**_NOT_LOADED)
-)
+_FORGET_FAILURES = delete(LoginFailure).where(LoginFailure.email == bindparam("email"))
+_FORGET_OLD_FAILURES = delete(LoginFailure).where(LoginFailure.failed_at < bindparam("before"))
 # Any fixed number: keeps these advisory locks apart from other users of the same key space.
 _LOGIN_LOCK_CLASS = 0x10C
 
@@ -135,7 +116,9 @@ async def user_for_token(session: ReadSession, token: str) -> User | None:
 async def issue_token(session: WriteSession, *, user_id: int, ttl: int) -> str:
     token = secrets.token_urlsafe(32)
     issued = now()
-    await session.execute(_DELETE_EXPIRED_TOKENS, {"user_id": user_id, "now": issued})
+    await session.execute(
+        _DELETE_EXPIRED_TOKENS, {"user_id": user_id, "now": issued}, execution_options=_NOT_LOADED
+    )
     session.add(
         AccessToken(
             token_hash=token_hash(token),
@@ -149,11 +132,15 @@ async def issue_token(session: WriteSession, *, user_id: int, ttl: int) -> str:
 
 
 async def revoke_token(session: WriteSession, token: str) -> None:
-    await session.execute(_REVOKE, {"token_hash": token_hash(token)})
+    await session.execute(_REVOKE, {"token_hash": token_hash(token)}, execution_options=_NOT_LOADED)
 
 
 async def revoke_other_tokens(session: WriteSession, *, user_id: int, keep: str) -> None:
-    await session.execute(_REVOKE_OTHERS, {"user_id": user_id, "token_hash": token_hash(keep)})
+    await session.execute(
+        _REVOKE_OTHERS,
+        {"user_id": user_id, "token_hash": token_hash(keep)},
+        execution_options=_NOT_LOADED,
+    )
 
 
 @dataclass(frozen=True)
@@ -188,7 +175,7 @@ async def log_in(
         session.add(LoginFailure(email=email, failed_at=attempted))
         await session.flush()
         raise wrong
-    await session.execute(_FORGET_FAILURES, {"email": email})
+    await session.execute(_FORGET_FAILURES, {"email": email}, execution_options=_NOT_LOADED)
     return await issue_token(session, user_id=user.id, ttl=ttl)
 
 
@@ -205,7 +192,9 @@ async def _check_lock(
         lock_email = func.pg_advisory_xact_lock(_LOGIN_LOCK_CLASS, func.hashtext(email))
         await session.execute(select(lock_email))
     # Failures older than two windows can no longer be part of a lock that still holds.
-    await session.execute(_FORGET_OLD_FAILURES, {"before": attempted - 2 * lock.window})
+    await session.execute(
+        _FORGET_OLD_FAILURES, {"before": attempted - 2 * lock.window}, execution_options=_NOT_LOADED
+    )
     recent = list(
         await session.scalars(_RECENT_FAILURES, {"email": email, "limit": lock.max_failures})
     )

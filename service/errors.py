@@ -12,7 +12,9 @@ ServiceError
  └── TooManyAttempts        429  Retry-After
 """
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
+
+T = TypeVar("T")
 
 
 class ServiceError(Exception):
@@ -46,6 +48,13 @@ class NotFound(ServiceError):
     """No such user or item."""
 
     status_code = 404
+
+
+def found(value: T | None, what: str) -> T:
+    """The value a query found, or NotFound naming `what` ("item 7")."""
+    if value is None:
+        raise NotFound(f"{what} not found")
+    return value
 
 
 class Conflict(ServiceError):

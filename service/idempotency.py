@@ -20,18 +20,13 @@ _EXPIRED_BATCH = 100
 _BY_KEY = select(IdempotencyKey).where(
     IdempotencyKey.caller_id == bindparam("caller_id"), IdempotencyKey.key == bindparam("key")
 )
-_FORGET_EXPIRED = (
-    delete(IdempotencyKey)
-    .where(
-        IdempotencyKey.id.in_(
-            select(IdempotencyKey.id)
-            .where(IdempotencyKey.expires_at <= bindparam("now"))
-            .order_by(IdempotencyKey.expires_at)
-            .limit(_EXPIRED_BATCH)
-        )
-    )
-    .execution_options(synchronize_session=False)
+_EXPIRED = (
+    select(IdempotencyKey.id)
+    .where(IdempotencyKey.expires_at <= bindparam("now"))
+    .order_by(IdempotencyKey.expires_at)
+    .limit(_EXPIRED_BATCH)
 )
+_FORGET_EXPIRED = delete(IdempotencyKey).where(IdempotencyKey.id.in_(_EXPIRED))
 
 
 class KeyReused(Exception):
@@ -61,7 +56,10 @@ async def first_response(
         if not await session.scalar(select(lock)):
             raise Conflict("a request with this Idempotency-Key is still in progress")
     moment = now()
-    await session.execute(_FORGET_EXPIRED, {"now": moment})
+    # Rows the session never loaded: nothing in it to synchronise.
+    await session.execute(
+        _FORGET_EXPIRED, {"now": moment}, execution_options={"synchronize_session": False}
+    )
     stored = (
         await session.execute(_BY_KEY, {"caller_id": caller_id, "key": key})
     ).scalar_one_or_none()

@@ -7,7 +7,7 @@ from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from service.db import ReadSession, WriteSession
-from service.errors import Forbidden, NotAuthenticated, NotFound
+from service.errors import Forbidden, NotAuthenticated, NotFound, found
 from service.models import Item, User, violated
 from service.paging import keyset_page
 from service.preconditions import Precondition
@@ -42,9 +42,7 @@ async def create_item(
 
 async def get_item(session: ReadSession, item_id: int) -> Item:
     item = (await session.execute(_BY_ID, {"item_id": item_id})).scalar_one_or_none()
-    if item is None:
-        raise NotFound(f"item {item_id} not found")
-    return item
+    return found(item, f"item {item_id}")
 
 
 async def list_items(
@@ -80,6 +78,4 @@ async def delete_item(
     session: WriteSession, item_id: int, *, caller: User, if_match: Precondition
 ) -> None:
     item = await get_own_item(session, item_id, caller=caller)
-    if_match.check(item)
-    await session.delete(item)
-    await if_match.save(session, item, gone=NotFound(f"item {item_id} not found"))
+    await if_match.delete(session, item, gone=NotFound(f"item {item_id} not found"))

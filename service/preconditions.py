@@ -58,6 +58,14 @@ class Precondition:
                 etag=etag(resource),
             )
 
+    async def delete(
+        self, session: WriteSession, resource: Versioned, *, gone: ServiceError
+    ) -> None:
+        """Delete the resource, if If-Match allows it; as save() does a change."""
+        self.check(resource)
+        await session.delete(resource)
+        await self.save(session, resource, gone=gone)
+
     async def save(self, session: WriteSession, resource: Versioned, *, gone: ServiceError) -> None:
         """Flush the change to `resource` (or its deletion). If a concurrent write changed it
         first, the UPDATE or DELETE finds no row at the version read: 412 with If-Match, 409

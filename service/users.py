@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service import auth
 from service.db import ReadSession, WriteSession
-from service.errors import Conflict, Forbidden, NotAuthenticated, NotFound
+from service.errors import Conflict, Forbidden, NotAuthenticated, found
 from service.models import User, violated
 from service.paging import keyset_page
 from service.preconditions import Precondition
@@ -31,8 +31,11 @@ _PAGE = (
 )
 
 
-def _duplicate_email(exc: IntegrityError) -> bool:
-    return violated(exc, "uq_users_email", sqlite="users.email")
+def _email_taken(exc: IntegrityError, email: str) -> Exception:
+    """What a write that broke a constraint raises: Conflict if another user has the email."""
+    if violated(exc, "uq_users_email", sqlite="users.email"):
+        return Conflict(f"a user with email {email} already exists")
+    return exc
 
 
 async def create_user(session: WriteSession, *, data: UserCreate, password_hash: str) -> User:
@@ -41,16 +44,7 @@ async def create_user(session: WriteSession, *, data: UserCreate, password_hash:
         # The unique constraint decides, so two concurrent sign-ups cannot both win.
         user = (await session.execute(_INSERT, values)).scalar_one()
     except IntegrityError as exc:
-        if _duplicate_email(exc):
-            raise Conflict(f"a user with email {data.email} already exists") from None
-        raise
-    return user
-
-
-async def get_user(session: ReadSession, user_id: int) -> User:
-    user = (await session.execute(_BY_ID, {"user_id": user_id})).scalar_one_or_none()
-    if user is None:
-        raise NotFound(f"user {user_id} not found")
+        raise _email_taken(exc, data.email) from None
     return user
 
 
@@ -58,6 +52,11 @@ async def list_users(
     session: ReadSession, *, after: int | None, limit: int
 ) -> tuple[list[Row[Any]], int | None]:
     return await keyset_page(session, _PAGE, {}, after=after, limit=limit)
+
+
+async def get_user(session: ReadSession, user_id: int) -> User:
+    user = (await session.execute(_BY_ID, {"user_id": user_id})).scalar_one_or_none()
+    return found(user, f"user {user_id}")
 
 
 async def get_own_account(session: ReadSession, user_id: int, *, caller: User) -> User:
@@ -87,9 +86,7 @@ async def update_user(
     try:
         await if_match.save(session, user, gone=_GONE)
     except IntegrityError as exc:
-        if _duplicate_email(exc):
-            raise Conflict(f"a user with email {changes['email']} already exists") from None
-        raise
+        raise _email_taken(exc, changes.get("email", "")) from None
     return user
 
 
@@ -98,6 +95,4 @@ async def delete_user(
 ) -> None:
     """Delete the user; the database deletes their items and tokens (ON DELETE CASCADE)."""
     user = await get_own_account(session, user_id, caller=caller)
-    if_match.check(user)
-    await session.delete(user)
-    await if_match.save(session, user, gone=_GONE)
+    await if_match.delete(session, user, gone=_GONE)

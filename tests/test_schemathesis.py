@@ -41,7 +41,7 @@ async def test_schemathesis_finds_nothing_in_any_phase(
             str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config),
             "run", f"{server.base_url}/openapi.json",
             "--phases", "examples,coverage,fuzzing,stateful", "--checks", CHECKS,
-            "--max-examples", "15", "--seed", "1", "--workers", "1",
+            "--max-examples", "5", "--seed", "1", "--workers", "1",
             cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env=os.environ | {
                 "SCHEMATHESIS_HOOKS": "tests.support.schemathesis_hooks",

@@ -1,13 +1,22 @@
 """Conditional requests (RFC 9110 §13) for every resource alike: the ETag of what a route
-answers, 304 for a GET whose If-None-Match names it, If-Match for a write (service/preconditions.py
-checks it)."""
+answers, 304 for a GET whose If-None-Match names it, If-Match for a write (checked by
+service/preconditions.py), and what each documents in the OpenAPI schema."""
 
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response, status
 
-from service.api.errors import header
+from service.api.errors import documented, header
 from service.config import Settings
+from service.errors import (
+    Conflict,
+    Forbidden,
+    NotAuthenticated,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+)
 from service.models import Versioned
 from service.preconditions import Precondition, etag, matches_none
 
@@ -17,23 +26,61 @@ ETAG = header(
     "The version of the resource: send it as If-Match to change this version only, as"
     " If-None-Match to read it again only once it has changed."
 )
-# What a route answering one resource documents, besides its errors.
-TAGGED: dict[int | str, dict[str, Any]] = {200: {"headers": {"ETag": ETAG}}}
-READ: dict[int | str, dict[str, Any]] = TAGGED | {
-    304: {
-        "description": "Not modified: If-None-Match names the current version (no body)",
-        "headers": {"ETag": ETAG},
-    }
+_TAGGED: dict[int | str, dict[str, Any]] = {200: {"headers": {"ETag": ETAG}}}
+_NOT_MODIFIED = "Not modified: If-None-Match names the current version (no body)"
+# What the routes of one resource answer: a GET, a PATCH, a DELETE.
+FRESH = _TAGGED | {304: {"description": _NOT_MODIFIED, "headers": {"ETag": ETAG}}}
+READ_ONE = documented(NotAuthenticated, NotFound) | FRESH
+_WRITE_ERRORS = documented(
+    NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
+)
+CHANGE_ONE = _WRITE_ERRORS | _TAGGED
+# The options of a DELETE of one resource's route: 204, no body.
+DELETE_ONE: dict[str, Any] = {
+    "status_code": status.HTTP_204_NO_CONTENT,
+    "response_class": Response,
+    "responses": _WRITE_ERRORS,
 }
 
-IfNoneMatch = Annotated[
-    str | None,
-    Header(description="ETags you hold: 304 without a body if one is the current version's."),
-]
+
+class Read:
+    """What a GET of one resource answers: it, with its ETag, or 304 and no body if the
+    client holds its version already (If-None-Match)."""
+
+    def __init__(
+        self,
+        response: Response,
+        if_none_match: Annotated[
+            str | None,
+            Header(description="ETags you hold: 304 without a body if one is the current one."),
+        ] = None,
+    ) -> None:
+        self.response = response
+        self.if_none_match = if_none_match
+
+    def __call__(self, resource: R) -> R | Response:
+        if matches_none(resource, self.if_none_match):
+            self.response.headers["ETag"] = etag(resource)
+            return resource
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(resource)})
+
+
+@dataclass(frozen=True)
+class Write(Precondition):
+    """A write's If-Match (the domain checks it), and the response its ETag goes on."""
+
+    response: Response | None = None
+
+    def tagged(self, resource: R) -> R:
+        """The resource, its new ETag on the response."""
+        if self.response is not None:
+            self.response.headers["ETag"] = etag(resource)
+        return resource
 
 
 def if_match(
     request: Request,
+    response: Response,
     header: Annotated[
         str | None,
         Header(
@@ -42,23 +89,10 @@ def if_match(
             " is refused with 412 and the current ETag, and nothing changes.",
         ),
     ] = None,
-) -> Precondition:
+) -> Write:
     settings: Settings = request.app.state.settings
-    return Precondition(header, required=settings.REQUIRE_IF_MATCH)
+    return Write(header, required=settings.REQUIRE_IF_MATCH, response=response)
 
 
-IfMatch = Annotated[Precondition, Depends(if_match)]
-
-
-def tagged(response: Response, resource: R) -> R:
-    """The resource, its ETag on the response."""
-    response.headers["ETag"] = etag(resource)
-    return resource
-
-
-def current(response: Response, resource: R, if_none_match: str | None) -> R | Response:
-    """What a GET answers: the resource with its ETag, or 304 and no body if the client holds
-    its version already."""
-    if matches_none(resource, if_none_match):
-        return tagged(response, resource)
-    return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(resource)})
+ReadOne = Annotated[Read, Depends()]
+IfMatch = Annotated[Write, Depends(if_match)]

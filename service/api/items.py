@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Response, status
 
 from service import items
-from service.api.conditional import READ, TAGGED, IfMatch, IfNoneMatch, current, tagged
+from service.api.conditional import CHANGE_ONE, DELETE_ONE, READ_ONE, IfMatch, ReadOne
 from service.api.deps import (
     CurrentReader,
     CurrentUser,
@@ -14,14 +14,7 @@ from service.api.deps import (
 )
 from service.api.errors import documented
 from service.api.idempotency import CREATED, CreationDep
-from service.errors import (
-    Conflict,
-    Forbidden,
-    NotAuthenticated,
-    NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
-)
+from service.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from service.models import Item
 from service.paging import Page
 from service.schemas import ItemCreate, ItemRead, ItemUpdate
@@ -45,6 +38,13 @@ async def create_item(
     return reply.created(item, ItemRead, location=f"/items/{item.id}")
 
 
+@router.get("/items/{item_id}", response_model=ItemRead, responses=READ_ONE, summary="Get an item")
+async def get_item(
+    _caller: CurrentReader, item_id: ItemId, session: ReadSessionDep, read: ReadOne
+) -> Item | Response:
+    return read(await items.get_item(session, item_id))
+
+
 @router.get(
     "/users/{user_id}/items",
     responses=documented(NotAuthenticated, NotFound),
@@ -61,53 +61,19 @@ async def list_items(
     return Page[ItemRead].of(*page)
 
 
-@router.get(
-    "/items/{item_id}",
-    response_model=ItemRead,
-    responses=documented(NotAuthenticated, NotFound) | READ,
-    summary="Get an item",
-)
-async def get_item(
-    _caller: CurrentReader,
-    item_id: ItemId,
-    session: ReadSessionDep,
-    response: Response,
-    if_none_match: IfNoneMatch = None,
-) -> Item | Response:
-    return current(response, await items.get_item(session, item_id), if_none_match)
+@router.delete("/items/{item_id}", summary="Delete your item", **DELETE_ONE)
+async def delete_item(
+    caller: CurrentUser, item_id: ItemId, session: SessionDep, write: IfMatch
+) -> None:
+    await items.delete_item(session, item_id, caller=caller, if_match=write)
 
 
 @router.patch(
-    "/items/{item_id}",
-    response_model=ItemRead,
-    responses=documented(
-        NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
-    )
-    | TAGGED,
-    summary="Change some of your item's fields",
+    "/items/{item_id}", response_model=ItemRead, responses=CHANGE_ONE, summary="Change your item"
 )
 async def update_item(
-    caller: CurrentUser,
-    item_id: ItemId,
-    data: ItemUpdate,
-    session: SessionDep,
-    if_match: IfMatch,
-    response: Response,
+    caller: CurrentUser, item_id: ItemId, data: ItemUpdate, session: SessionDep, write: IfMatch
 ) -> Item:
-    item = await items.update_item(session, item_id, data=data, caller=caller, if_match=if_match)
-    return tagged(response, item)
-
-
-@router.delete(
-    "/items/{item_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    responses=documented(
-        NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
-    ),
-    summary="Delete your item",
-)
-async def delete_item(
-    caller: CurrentUser, item_id: ItemId, session: SessionDep, if_match: IfMatch
-) -> None:
-    await items.delete_item(session, item_id, caller=caller, if_match=if_match)
+    return write.tagged(
+        await items.update_item(session, item_id, data=data, caller=caller, if_match=write)
+    )

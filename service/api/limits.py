@@ -7,27 +7,29 @@ error handlers. Raised from `receive`, this 413 is an HTTPException, which FastA
 from reading the body and service/api/errors.py answers as every other error.
 """
 
+from dataclasses import dataclass
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+@dataclass(frozen=True)
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
-        self.app = app
-        self.limit = limit
+    app: ASGIApp
+    limit: int
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = Headers(scope=scope).get("content-length", "")
-        too_large = declared.isdigit() and int(declared) > self.limit
+        if scope["type"] == "http":
+            receive = self._within_limit(receive, Headers(scope=scope).get("content-length", ""))
+        await self.app(scope, receive, send)
+
+    def _within_limit(self, receive: Receive, declared: str) -> Receive:
         received = 0
 
         async def receive_within_limit() -> Message:
             nonlocal received
-            if too_large:
+            if declared.isdigit() and int(declared) > self.limit:
                 raise self._refusal()
             message = await receive()
             received += len(message.get("body", b""))
@@ -35,7 +37,7 @@ class BodyLimit:
                 raise self._refusal()
             return message
 
-        await self.app(scope, receive_within_limit, send)
+        return receive_within_limit
 
     def _refusal(self) -> HTTPException:
         detail = f"request body larger than {self.limit} bytes (MAX_BODY_BYTES)"

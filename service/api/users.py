@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Depends, Response, status
 
 from service import auth, users
-from service.api.conditional import READ, TAGGED, IfMatch, IfNoneMatch, current, tagged
+from service.api.conditional import CHANGE_ONE, DELETE_ONE, FRESH, READ_ONE, IfMatch, ReadOne
 from service.api.deps import (
     BearerToken,
     CurrentReader,
@@ -16,14 +16,7 @@ from service.api.deps import (
 )
 from service.api.errors import documented
 from service.api.idempotency import CREATED, CreationDep
-from service.errors import (
-    Conflict,
-    Forbidden,
-    NotAuthenticated,
-    NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
-)
+from service.errors import Conflict, NotAuthenticated
 from service.models import User
 from service.paging import Page
 from service.schemas import UserCreate, UserRead, UserUpdate
@@ -50,13 +43,18 @@ async def create_user(data: UserCreate, session: SessionDep, reply: CreationDep)
 @router.get(
     "/me",
     response_model=UserRead,
-    responses=documented(NotAuthenticated) | READ,
+    responses=documented(NotAuthenticated) | FRESH,
     summary="The user the token belongs to",
 )
-async def me(
-    caller: CurrentReader, response: Response, if_none_match: IfNoneMatch = None
+async def me(caller: CurrentReader, read: ReadOne) -> User | Response:
+    return read(caller)
+
+
+@router.get("/{user_id}", response_model=UserRead, responses=READ_ONE, summary="Get a user")
+async def get_user(
+    _caller: CurrentReader, user_id: UserId, session: ReadSessionDep, read: ReadOne
 ) -> User | Response:
-    return current(response, caller, if_none_match)
+    return read(await users.get_user(session, user_id))
 
 
 @router.get("", responses=documented(NotAuthenticated), summary="List users, oldest first")
@@ -66,29 +64,10 @@ async def list_users(
     return Page[UserRead].of(*await users.list_users(session, after=cursor, limit=limit))
 
 
-@router.get(
-    "/{user_id}",
-    response_model=UserRead,
-    responses=documented(NotAuthenticated, NotFound) | READ,
-    summary="Get a user",
-)
-async def get_user(
-    _caller: CurrentReader,
-    user_id: UserId,
-    session: ReadSessionDep,
-    response: Response,
-    if_none_match: IfNoneMatch = None,
-) -> User | Response:
-    return current(response, await users.get_user(session, user_id), if_none_match)
-
-
 @router.patch(
     "/{user_id}",
     response_model=UserRead,
-    responses=documented(
-        NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
-    )
-    | TAGGED,
+    responses=CHANGE_ONE,
     dependencies=[Depends(password_turn_if_sent)],
     summary="Change some of your own fields",
 )
@@ -98,11 +77,10 @@ async def update_user(
     user_id: UserId,
     data: UserUpdate,
     session: SessionDep,
-    if_match: IfMatch,
-    response: Response,
+    write: IfMatch,
 ) -> User:
     user = await users.get_own_account(session, user_id, caller=caller)
-    if_match.check(user)
+    write.check(user)
     password_hash = None
     if data.password is not None:
         # Argon2 takes a core for a tenth of a second: not while this request holds a
@@ -110,21 +88,15 @@ async def update_user(
         await session.commit()
         password_hash = await auth.hash_password(data.password)
     user = await users.update_user(
-        session, user, data=data, password_hash=password_hash, keep_token=token, if_match=if_match
+        session, user, data=data, password_hash=password_hash, keep_token=token, if_match=write
     )
-    return tagged(response, user)
+    return write.tagged(user)
 
 
 @router.delete(
-    "/{user_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    responses=documented(
-        NotAuthenticated, NotFound, Forbidden, PreconditionFailed, PreconditionRequired, Conflict
-    ),
-    summary="Delete your account, with your items and tokens",
+    "/{user_id}", summary="Delete your account, with your items and tokens", **DELETE_ONE
 )
 async def delete_user(
-    caller: CurrentUser, user_id: UserId, session: SessionDep, if_match: IfMatch
+    caller: CurrentUser, user_id: UserId, session: SessionDep, write: IfMatch
 ) -> None:
-    await users.delete_user(session, user_id, caller=caller, if_match=if_match)
+    await users.delete_user(session, user_id, caller=caller, if_match=write)
