@@ -24,9 +24,10 @@ from sqlalchemy import bindparam, delete, func, select
 from service.db import ReadSession, WriteSession
 from service.errors import NotAuthenticated, TooManyAttempts
 from service.models import AccessToken, LoginFailure, User, now
-from service.schemas import MAX_EMAIL, Email
+from service.schemas import MAX_EMAIL, Email, Password
 
 _EMAIL: TypeAdapter[str] = TypeAdapter(Email)
+_PASSWORD: TypeAdapter[str] = TypeAdapter(Password)
 
 _PASSWORDS = PasswordHash((Argon2Hasher(),))
 
@@ -55,6 +56,12 @@ _USER_BY_TOKEN = (
         AccessToken.token_hash == bindparam("token_hash"), AccessToken.expires_at > bindparam("now")
     )
 )
+# A request that writes holds its caller's row until it commits (Postgres; SQLite's writes take
+# turns anyway). Every write to a user or an item is its owner's, so one account's writes take
+# turns: one made without If-Match never loses a race to another (it would find the version
+# moved, StaleDataError), and one made with If-Match sees the version the last one left. NO KEY
+# UPDATE: other accounts' rows that refer to this one (their foreign key checks) do not wait.
+_USER_BY_TOKEN_TO_WRITE = _USER_BY_TOKEN.with_for_update(of=User, key_share=True)
 # Bulk deletes of rows the session never loaded: nothing in it to synchronise.
 _NOT_LOADED = {"synchronize_session": False}
 _REVOKE = delete(AccessToken).where(AccessToken.token_hash == bindparam("token_hash"))
@@ -106,11 +113,22 @@ def well_formed(token: str) -> bool:
     return _TOKEN.fullmatch(token) is not None
 
 
-async def user_for_token(session: ReadSession, token: str) -> User | None:
-    """The user a valid (known, unexpired, unrevoked) token belongs to: one indexed lookup."""
+async def user_for_token(session: ReadSession, token: str, *, writes: bool) -> User | None:
+    """The user a valid (known, unexpired, unrevoked) token belongs to: one indexed lookup;
+    locked until the transaction ends, for a request that `writes`."""
     params = {"token_hash": token_hash(token), "now": now()}
-    user: User | None = (await session.execute(_USER_BY_TOKEN, params)).scalar_one_or_none()
+    statement = _USER_BY_TOKEN_TO_WRITE if writes else _USER_BY_TOKEN
+    user: User | None = (await session.execute(statement, params)).scalar_one_or_none()
     return user
+
+
+def valid_password(password: str) -> bool:
+    """Whether a new password meets the rules (schemas.Password), so that it is worth hashing."""
+    try:
+        _PASSWORD.validate_python(password)
+    except ValidationError:
+        return False
+    return True
 
 
 async def issue_token(session: WriteSession, *, user_id: int, ttl: int) -> str:

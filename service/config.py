@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         connections = self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW
         if connections > MAX_CONNECTIONS_PER_PROCESS:
             raise ValueError(
-                f"DB_POOL_SIZE + DB_MAX_OVERFLOW = {connections} connections per worker process;"
+                f"DB_POOL_SIZE + DB_MAX_OVERFLOW = {connections} connections at once per worker;"
                 f" more than {MAX_CONNECTIONS_PER_PROCESS} is more than a database server serves"
                 " (Postgres' max_connections is 100 by default): lower them, or put PgBouncer"
                 " in front"

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, delete, func, select
 
+from service import auth
 from service.db import WriteSession
 from service.errors import Conflict
 from service.models import IdempotencyKey, now
@@ -20,11 +21,13 @@ _EXPIRED_BATCH = 100
 _BY_KEY = select(IdempotencyKey).where(
     IdempotencyKey.caller_id == bindparam("caller_id"), IdempotencyKey.key == bindparam("key")
 )
+# SKIP LOCKED: two requests never wait on the rows the other is removing.
 _EXPIRED = (
     select(IdempotencyKey.id)
     .where(IdempotencyKey.expires_at <= bindparam("now"))
     .order_by(IdempotencyKey.expires_at)
     .limit(_EXPIRED_BATCH)
+    .with_for_update(skip_locked=True)
 )
 _FORGET_EXPIRED = delete(IdempotencyKey).where(IdempotencyKey.id.in_(_EXPIRED))
 
@@ -39,13 +42,13 @@ def fingerprint(*parts: object) -> str:
 
 
 async def first_response(
-    session: WriteSession, *, caller_id: int, key: str, fingerprint: str
+    session: WriteSession, *, caller_id: int, key: str, fingerprint: str, password: str | None
 ) -> IdempotencyKey | None:
     """The stored response of the request that first came with this key, or None: this request
     is the first, and its response is to be remembered.
 
     Conflict while a request with the key is still in progress; KeyReused if it came with
-    another request.
+    another request (another `password`, for a request that sets one).
     """
     if session.get_bind().dialect.name == "postgresql":
         # Held until this transaction ends. On SQLite, writes take their turn one at a time
@@ -63,13 +66,21 @@ async def first_response(
     stored = (
         await session.execute(_BY_KEY, {"caller_id": caller_id, "key": key})
     ).scalar_one_or_none()
-    if stored is not None and stored.expires_at <= moment:
+    if stored is not None and stored.expires_at <= moment:  # not yet among those removed
         await session.delete(stored)
         await session.flush()
         return None
-    if stored is not None and stored.fingerprint != fingerprint:
+    if stored is None:
+        return None
+    if stored.fingerprint != fingerprint or not await _same_password(stored, password):
         raise KeyReused
     return stored
+
+
+async def _same_password(stored: IdempotencyKey, password: str | None) -> bool:
+    if stored.password_hash is None:
+        return True
+    return password is not None and await auth.verify_password(password, stored.password_hash)
 
 
 def remember(
@@ -82,6 +93,7 @@ def remember(
     status_code: int,
     headers: dict[str, str],
     body: str,
+    password_hash: str | None,
 ) -> None:
     """Keep the response of this request for a repeat of it; the request's commit writes it."""
     session.add(
@@ -89,6 +101,7 @@ def remember(
             caller_id=caller_id,
             key=key,
             fingerprint=fingerprint,
+            password_hash=password_hash,
             status_code=status_code,
             headers=headers,
             body=body,

@@ -164,6 +164,9 @@ class IdempotencyKey(Base):
     caller_id: Mapped[int]  # the user who sent it; 0 for a sign-up, which has no caller
     key: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(64))  # of the request: method, path, body
+    # A password is left out of the fingerprint, a fast hash: a repeat must send one that this
+    # Argon2 hash (the account's own) accepts.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     status_code: Mapped[int]
     headers: Mapped[dict[str, str]] = mapped_column(JSON)
     body: Mapped[str] = mapped_column(Text)

@@ -54,8 +54,7 @@ class Precondition:
         tags = _listed(self.if_match)
         if "*" not in tags and etag(resource) not in tags:
             raise PreconditionFailed(
-                f"If-Match {self.if_match} names no tag of the current version",
-                etag=etag(resource),
+                "If-Match names no tag of the current version", etag=etag(resource)
             )
 
     async def delete(
@@ -81,5 +80,5 @@ class Precondition:
             if self.if_match is None:
                 raise Conflict("changed by another request while this one ran; try again") from None
             raise PreconditionFailed(
-                f"changed by another request since {self.if_match}", etag=etag(resource)
+                "changed by another request since the version If-Match names", etag=etag(resource)
             ) from None

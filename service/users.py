@@ -69,15 +69,18 @@ async def get_own_account(session: ReadSession, user_id: int, *, caller: User) -
 
 async def update_user(
     session: WriteSession,
-    user: User,
+    user_id: int,
     *,
     data: UserUpdate,
+    caller: User,
     password_hash: str | None,
     keep_token: str,
     if_match: Precondition,
 ) -> User:
-    """Apply a partial update to an account (checked against If-Match already); a new password
-    (hashed) signs out its other tokens, all but `keep_token`."""
+    """Apply a partial update to the caller's own account; a new password (`password_hash`)
+    signs out its other tokens, all but `keep_token`."""
+    user = await get_own_account(session, user_id, caller=caller)
+    if_match.check(user)
     changes = data.model_dump(exclude_unset=True, exclude={"password"})
     if password_hash is not None:
         changes["password_hash"] = password_hash

@@ -8,8 +8,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from sqlalchemy.engine import URL
 
+from service.api.conditional import if_match, read_one
+from service.api.idempotency import creation
+from service.main import ROUTERS
 from tests.support.accounts import Account, sign_up
 from tests.support.app import serve
 
@@ -259,21 +264,41 @@ async def test_writers_that_retry_on_412_lose_no_update(
     )
 
 
+def _calls(dependant: Dependant) -> set[Any]:
+    """The dependencies a route solves, all the way down."""
+    calls = {d.call for d in dependant.dependencies}
+    for sub in dependant.dependencies:
+        calls |= _calls(sub)
+    return calls
+
+
 def _headers(operation: dict[str, Any]) -> set[str]:
     return {p["name"].lower() for p in operation.get("parameters", ()) if p["in"] == "header"}
 
 
-def test_openapi_shows_the_safe_write_headers_and_their_statuses(app: FastAPI) -> None:
+def test_every_route_documents_what_its_safe_writes_answer(app: FastAPI) -> None:
+    """A route that takes IfMatch, ReadOne or CreationDep documents the header it reads and
+    the statuses and headers it may answer with, a resource added later included."""
     paths = app.openapi()["paths"]
-    for path in ("/users/me", "/users/{user_id}", "/items/{item_id}"):
-        assert "if-none-match" in _headers(paths[path]["get"]), path
-        assert "304" in paths[path]["get"]["responses"], path
-    for path in ("/users/{user_id}", "/items/{item_id}"):
-        for method in ("patch", "delete"):
-            operation = paths[path][method]
-            assert "if-match" in _headers(operation), f"{method} {path}"
-            assert {"409", "412", "428"} <= set(operation["responses"]), f"{method} {path}"
-    for path in ("/users", "/users/{user_id}/items"):
-        operation = paths[path]["post"]
-        assert "idempotency-key" in _headers(operation), path
-        assert {"409", "422"} <= set(operation["responses"]), path
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    for route in routes:
+        calls = _calls(route.dependant)
+        for method in route.methods or ():
+            operation = paths[route.path][method.lower()]
+            answers = operation["responses"]
+            name = f"{method} {route.path}"
+            if if_match in calls:
+                assert "if-match" in _headers(operation), name
+                assert {"409", "412", "428"} <= set(answers), name
+                assert "ETag" in answers["412"]["headers"], name
+                assert method == "DELETE" or "ETag" in answers["200"]["headers"], name
+            if read_one in calls:
+                assert "if-none-match" in _headers(operation), name
+                assert "ETag" in answers["304"]["headers"], name
+                assert "ETag" in answers["200"]["headers"], name
+            if creation in calls:
+                assert "idempotency-key" in _headers(operation), name
+                assert {"409", "422"} <= set(answers), name
+                assert {"Location", "ETag"} <= set(answers["201"]["headers"]), name
+    covered = [r for r in routes if _calls(r.dependant) & {if_match, read_one, creation}]
+    assert len(covered) >= 8

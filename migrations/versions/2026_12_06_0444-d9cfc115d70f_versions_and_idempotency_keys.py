@@ -30,6 +30,7 @@ def upgrade() -> None:
         ),
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column(
             "status_code", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),

@@ -43,20 +43,13 @@ DELETE_ONE: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
 class Read:
     """What a GET of one resource answers: it, with its ETag, or 304 and no body if the
     client holds its version already (If-None-Match)."""
 
-    def __init__(
-        self,
-        response: Response,
-        if_none_match: Annotated[
-            str | None,
-            Header(description="ETags you hold: 304 without a body if one is the current one."),
-        ] = None,
-    ) -> None:
-        self.response = response
-        self.if_none_match = if_none_match
+    response: Response
+    if_none_match: str | None
 
     def __call__(self, resource: R) -> R | Response:
         if matches_none(resource, self.if_none_match):
@@ -78,7 +71,18 @@ class Write(Precondition):
         return resource
 
 
-def if_match(
+async def read_one(
+    response: Response,
+    if_none_match: Annotated[
+        str | None,
+        Header(description="ETags you hold: 304 without a body if one is the current one."),
+    ] = None,
+) -> Read:
+    return Read(response, if_none_match)
+
+
+# Dependencies are coroutines: FastAPI runs a plain function's in a worker thread.
+async def if_match(
     request: Request,
     response: Response,
     header: Annotated[
@@ -94,5 +98,5 @@ def if_match(
     return Write(header, required=settings.REQUIRE_IF_MATCH, response=response)
 
 
-ReadOne = Annotated[Read, Depends()]
+ReadOne = Annotated[Read, Depends(read_one)]
 IfMatch = Annotated[Write, Depends(if_match)]

@@ -56,8 +56,10 @@ bearer = OAuth2PasswordBearer(tokenUrl="/auth/token")
 BearerToken = Annotated[str, Depends(bearer)]
 
 
-async def _caller(session: ReadSession, token: str) -> User:
-    user = await auth.user_for_token(session, token) if auth.well_formed(token) else None
+async def _caller(session: ReadSession, token: str, *, writes: bool) -> User:
+    user = None
+    if auth.well_formed(token):
+        user = await auth.user_for_token(session, token, writes=writes)
     if user is None:
         raise NotAuthenticated("invalid or expired token")
     return user
@@ -65,13 +67,14 @@ async def _caller(session: ReadSession, token: str) -> User:
 
 async def current_user(token: BearerToken, session: SessionDep) -> User:
     """The caller of a route that writes: the user whose token this is, if it is known,
-    unexpired and not revoked. Listed first, so a bad token is a 401 before any other check."""
-    return await _caller(session, token)
+    unexpired and not revoked. Listed first, so a bad token is a 401 before any other check.
+    Its row stays locked until the request commits (service/auth.py says why)."""
+    return await _caller(session, token, writes=True)
 
 
 async def current_reader(token: BearerToken, session: ReadSessionDep) -> User:
     """The caller of a route that only reads, checked as current_user checks it."""
-    return await _caller(session, token)
+    return await _caller(session, token, writes=False)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -84,18 +87,23 @@ async def password_turn() -> AsyncIterator[None]:
         yield
 
 
-async def password_turn_if_sent(request: Request) -> AsyncIterator[None]:
-    """password_turn, for a route whose JSON body may or may not hold a password. FastAPI has
+async def new_password_hash(request: Request) -> str | None:
+    """The Argon2 hash of the password a route's JSON body sends (None if it sends no valid
+    one). Listed before the route's session: the request hashes in its turn, holding no
+    database connection, nor SQLite's one write turn, while it waits and hashes. FastAPI has
     parsed the body before it solves dependencies; request.json() returns what it parsed."""
     try:
         body = await request.json()
     except (ValueError, RecursionError):  # not JSON: the route answers 4xx, hashes nothing
-        body = None
-    if isinstance(body, dict) and "password" in body:
-        async with auth.PASSWORD_REQUESTS:
-            yield
-    else:
-        yield
+        return None
+    password = body.get("password") if isinstance(body, dict) else None
+    if not isinstance(password, str) or not auth.valid_password(password):
+        return None  # none, or one the route's validation refuses (422)
+    async with auth.PASSWORD_REQUESTS:
+        return await auth.hash_password(password)
+
+
+NewPasswordHash = Annotated[str | None, Depends(new_password_hash)]
 
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="A user's id.")]

@@ -58,10 +58,10 @@ class Creation:
         self._caller_id = 0
         self._fingerprint = ""
 
-    async def replay(self, caller_id: int | None) -> Response | None:
+    async def replay(self, caller_id: int | None, password: str | None = None) -> Response | None:
         """The first response, if this request repeats one (`caller_id` None: a sign-up,
-        whose key is its own). 409 while that one is still in progress; 422 if the key came
-        with another request."""
+        whose key is its own; `password`: the one it sets). 409 while that one is still in
+        progress; 422 if the key came with another request."""
         if self.key is None:
             return None
         self._caller_id = caller_id or 0
@@ -73,7 +73,11 @@ class Creation:
         )
         try:
             first = await idempotency.first_response(
-                self.session, caller_id=self._caller_id, key=self.key, fingerprint=self._fingerprint
+                self.session,
+                caller_id=self._caller_id,
+                key=self.key,
+                fingerprint=self._fingerprint,
+                password=password,
             )
         except idempotency.KeyReused:
             raise RequestValidationError(
@@ -91,9 +95,16 @@ class Creation:
         headers = first.headers | {REPLAYED: "true"}
         return Response(first.body, first.status_code, headers, media_type="application/json")
 
-    def created(self, resource: Versioned, read: type[BaseModel], *, location: str) -> Response:
+    def created(
+        self,
+        resource: Versioned,
+        read: type[BaseModel],
+        *,
+        location: str,
+        password_hash: str | None = None,
+    ) -> Response:
         """201: the resource as `read` shows it, where it is, and its ETag; kept for a repeat
-        when the request came with a key."""
+        when the request came with a key (with the hash of the password it set, if any)."""
         body = read.model_validate(resource).model_dump_json()
         headers = {"Location": location, "ETag": etag(resource)}
         if self.key is not None:
@@ -108,11 +119,12 @@ class Creation:
                 status_code=status.HTTP_201_CREATED,
                 headers=headers,
                 body=body,
+                password_hash=password_hash,
             )
         return Response(body, status.HTTP_201_CREATED, headers, media_type="application/json")
 
 
-def creation(request: Request, session: SessionDep, key: IdempotencyKey = None) -> Creation:
+async def creation(request: Request, session: SessionDep, key: IdempotencyKey = None) -> Creation:
     settings: Settings = request.app.state.settings
     return Creation(request, session, key, timedelta(seconds=settings.IDEMPOTENCY_TTL))
 

@@ -1,6 +1,6 @@
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Response, status
 
-from service import auth, users
+from service import users
 from service.api.conditional import CHANGE_ONE, DELETE_ONE, FRESH, READ_ONE, IfMatch, ReadOne
 from service.api.deps import (
     BearerToken,
@@ -8,11 +8,10 @@ from service.api.deps import (
     CurrentUser,
     CursorQuery,
     Limit,
+    NewPasswordHash,
     ReadSessionDep,
     SessionDep,
     UserId,
-    password_turn,
-    password_turn_if_sent,
 )
 from service.api.errors import documented
 from service.api.idempotency import CREATED, CreationDep
@@ -29,15 +28,16 @@ router = APIRouter(prefix="/users", tags=["users"])
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses=documented(Conflict) | CREATED,
-    dependencies=[Depends(password_turn)],
     summary="Sign up (no token needed)",
 )
-async def create_user(data: UserCreate, session: SessionDep, reply: CreationDep) -> Response:
-    if replayed := await reply.replay(caller_id=None):
+async def create_user(
+    password_hash: NewPasswordHash, data: UserCreate, session: SessionDep, reply: CreationDep
+) -> Response:
+    if replayed := await reply.replay(caller_id=None, password=data.password):
         return replayed
-    password_hash = await auth.hash_password(data.password)
+    assert password_hash is not None  # data holds a valid password: new_password_hash hashed it
     user = await users.create_user(session, data=data, password_hash=password_hash)
-    return reply.created(user, UserRead, location=f"/users/{user.id}")
+    return reply.created(user, UserRead, location=f"/users/{user.id}", password_hash=password_hash)
 
 
 @router.get(
@@ -65,13 +65,10 @@ async def list_users(
 
 
 @router.patch(
-    "/{user_id}",
-    response_model=UserRead,
-    responses=CHANGE_ONE,
-    dependencies=[Depends(password_turn_if_sent)],
-    summary="Change some of your own fields",
+    "/{user_id}", response_model=UserRead, responses=CHANGE_ONE, summary="Change your own fields"
 )
 async def update_user(
+    password_hash: NewPasswordHash,
     caller: CurrentUser,
     token: BearerToken,
     user_id: UserId,
@@ -79,16 +76,14 @@ async def update_user(
     session: SessionDep,
     write: IfMatch,
 ) -> User:
-    user = await users.get_own_account(session, user_id, caller=caller)
-    write.check(user)
-    password_hash = None
-    if data.password is not None:
-        # Argon2 takes a core for a tenth of a second: not while this request holds a
-        # connection. Its reads are done; its writes begin a transaction of their own.
-        await session.commit()
-        password_hash = await auth.hash_password(data.password)
     user = await users.update_user(
-        session, user, data=data, password_hash=password_hash, keep_token=token, if_match=write
+        session,
+        user_id,
+        data=data,
+        caller=caller,
+        password_hash=password_hash,
+        keep_token=token,
+        if_match=write,
     )
     return write.tagged(user)
 
