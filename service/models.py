@@ -16,7 +16,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
-    text,
 )
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.exc import IntegrityError
@@ -99,7 +98,10 @@ class Versioned:
     made from one version only the first finds its row (the second: StaleDataError). A
     resource's ETag is its version (service/preconditions.py)."""
 
-    version: Mapped[int] = mapped_column(server_default=text("1"))
+    # No server_default here, though the migration gives the column DEFAULT 1 (for the rows a
+    # previous release inserts): with one, SQLAlchemy reads each new version back with
+    # RETURNING after every UPDATE: 150,000 instructions a PATCH (docs/benchmark.md).
+    version: Mapped[int]
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
