@@ -190,9 +190,9 @@ failing = APIRouter()
 async def create_then_fail(
     caller: CurrentUser, user_id: int, data: ItemCreate, session: SessionDep, reply: CreationDep
 ) -> None:
-    assert await reply.replay(caller_id=caller.id) is None
+    assert await reply.replay(session, caller_id=caller.id) is None
     item = await items.create_item(session, owner_id=user_id, data=data, caller=caller)
-    reply.created(item, ItemRead, location=f"/items/{item.id}")
+    reply.created(session, item, ItemRead, location=f"/items/{item.id}")
     raise RuntimeError("the request fails after its write")
 
 

@@ -57,6 +57,17 @@ def header(description: str, *, required: bool = True) -> dict[str, Any]:
     return {"description": description, "required": required, "schema": {"type": "string"}}
 
 
+def header_parameter(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    """An optional request header, as OpenAPI describes one (for a route's openapi_extra)."""
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
 def documented(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI responses of a route that raises these errors: each class knows its own."""
     responses: dict[int | str, dict[str, Any]] = {}

@@ -2,17 +2,17 @@
 Idempotency-Key, the first response again when the request is repeated, nothing created twice
 (service/idempotency.py keeps the responses)."""
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request, Response, status
+from fastapi import Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from service import idempotency
 from service.api.conditional import ETAG
-from service.api.deps import SessionDep
-from service.api.errors import header
+from service.api.errors import header, header_parameter
 from service.config import Settings
 from service.db import WriteSession
 from service.models import Versioned
@@ -32,36 +32,39 @@ CREATED: dict[int | str, dict[str, Any]] = {
     }
 }
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x20-\x7e]+$",
-        description="Any string of your own, new for each create (a UUID): a repeat of the"
-        " request with it gets the first response again, and creates nothing.",
-    ),
-]
+# Read from the request, documented by IDEMPOTENT: see service/api/conditional.py for why.
+_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+_KEY = re.compile(_KEY_PATTERN)
+# The openapi_extra of a route that creates.
+IDEMPOTENT: dict[str, Any] = {
+    "parameters": [
+        header_parameter(
+            "Idempotency-Key",
+            "Any string of your own, new for each create (a UUID): a repeat of the request"
+            " with it gets the first response again, and creates nothing.",
+            pattern=_KEY_PATTERN,
+        )
+    ]
+}
 
 
 class Creation:
     """The reply of one create, for its route: see the module's docstring."""
 
-    def __init__(
-        self, request: Request, session: WriteSession, key: str | None, ttl: timedelta
-    ) -> None:
+    def __init__(self, request: Request, key: str | None, ttl: timedelta) -> None:
         self.request = request
-        self.session = session
         self.key = key
         self.ttl = ttl
         self._caller_id = 0
         self._fingerprint = ""
 
-    async def replay(self, caller_id: int | None, password: str | None = None) -> Response | None:
+    async def replay(
+        self, session: WriteSession, *, caller_id: int | None, password: str | None = None
+    ) -> Response | None:
         """The first response, if this request repeats one (`caller_id` None: a sign-up,
         whose key is its own; `password`: the one it sets). 409 while that one is still in
-        progress; 422 if the key came with another request."""
+        progress; 422 if the key came with another request. `session` is the route's: the
+        key is kept in the transaction that creates."""
         if self.key is None:
             return None
         self._caller_id = caller_id or 0
@@ -73,23 +76,15 @@ class Creation:
         )
         try:
             first = await idempotency.first_response(
-                self.session,
+                session,
                 caller_id=self._caller_id,
                 key=self.key,
                 fingerprint=self._fingerprint,
                 password=password,
             )
         except idempotency.KeyReused:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "idempotency_key_reused",
-                        "loc": ("header", "Idempotency-Key"),
-                        "msg": "this Idempotency-Key came with another request; use a new one",
-                        "input": self.key,
-                    }
-                ]
-            ) from None
+            message = "this Idempotency-Key came with another request; use a new one"
+            raise _invalid_key(self.key, message, "idempotency_key_reused") from None
         if first is None:
             return None
         headers = first.headers | {REPLAYED: "true"}
@@ -97,6 +92,7 @@ class Creation:
 
     def created(
         self,
+        session: WriteSession,
         resource: Versioned,
         read: type[BaseModel],
         *,
@@ -111,7 +107,7 @@ class Creation:
             if not self._fingerprint:
                 raise RuntimeError("a route that creates calls replay() before it writes")
             idempotency.remember(
-                self.session,
+                session,
                 caller_id=self._caller_id,
                 key=self.key,
                 fingerprint=self._fingerprint,
@@ -124,9 +120,21 @@ class Creation:
         return Response(body, status.HTTP_201_CREATED, headers, media_type="application/json")
 
 
-async def creation(request: Request, session: SessionDep, key: IdempotencyKey = None) -> Creation:
+# Not given the session: a dependency that shares the route's cached SessionDep has FastAPI
+# solve that dependency's own parameters again (fastapi/fastapi#11323), 60,000 instructions.
+async def creation(request: Request) -> Creation:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _KEY.fullmatch(key):
+        problem = "1 to 255 printable ASCII characters"
+        raise _invalid_key(key, f"Idempotency-Key must be {problem}", "string_pattern_mismatch")
     settings: Settings = request.app.state.settings
-    return Creation(request, session, key, timedelta(seconds=settings.IDEMPOTENCY_TTL))
+    return Creation(request, key, timedelta(seconds=settings.IDEMPOTENCY_TTL))
+
+
+def _invalid_key(key: str, message: str, kind: str) -> RequestValidationError:
+    """A 422 in FastAPI's shape, about the request's Idempotency-Key."""
+    loc = ("header", "Idempotency-Key")
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": message, "input": key}])
 
 
 CreationDep = Annotated[Creation, Depends(creation)]

@@ -13,7 +13,7 @@ from service.api.deps import (
     UserId,
 )
 from service.api.errors import documented
-from service.api.idempotency import CREATED, CreationDep
+from service.api.idempotency import CREATED, IDEMPOTENT, CreationDep
 from service.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from service.models import Item
 from service.paging import Page
@@ -27,18 +27,19 @@ router = APIRouter(tags=["items"])
     status_code=status.HTTP_201_CREATED,
     response_model=ItemRead,
     responses=documented(NotAuthenticated, NotFound, Forbidden, Conflict) | CREATED,
+    openapi_extra=IDEMPOTENT,
     summary="Create an item of your own",
 )
 async def create_item(
     caller: CurrentUser, user_id: UserId, data: ItemCreate, session: SessionDep, reply: CreationDep
 ) -> Response:
-    if replayed := await reply.replay(caller_id=caller.id):
+    if replayed := await reply.replay(session, caller_id=caller.id):
         return replayed
     item = await items.create_item(session, owner_id=user_id, data=data, caller=caller)
-    return reply.created(item, ItemRead, location=f"/items/{item.id}")
+    return reply.created(session, item, ItemRead, location=f"/items/{item.id}")
 
 
-@router.get("/items/{item_id}", response_model=ItemRead, responses=READ_ONE, summary="Get an item")
+@router.get("/items/{item_id}", response_model=ItemRead, summary="Get an item", **READ_ONE)
 async def get_item(
     _caller: CurrentReader, item_id: ItemId, session: ReadSessionDep, read: ReadOne
 ) -> Item | Response:
@@ -68,9 +69,7 @@ async def delete_item(
     await items.delete_item(session, item_id, caller=caller, if_match=write)
 
 
-@router.patch(
-    "/items/{item_id}", response_model=ItemRead, responses=CHANGE_ONE, summary="Change your item"
-)
+@router.patch("/items/{item_id}", response_model=ItemRead, summary="Change your item", **CHANGE_ONE)
 async def update_item(
     caller: CurrentUser, item_id: ItemId, data: ItemUpdate, session: SessionDep, write: IfMatch
 ) -> Item:

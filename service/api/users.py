@@ -1,7 +1,14 @@
 from fastapi import APIRouter, Response, status
 
 from service import users
-from service.api.conditional import CHANGE_ONE, DELETE_ONE, FRESH, READ_ONE, IfMatch, ReadOne
+from service.api.conditional import (
+    CHANGE_ONE,
+    DELETE_ONE,
+    READ_ONE,
+    IfMatch,
+    ReadOne,
+    reads_one,
+)
 from service.api.deps import (
     BearerToken,
     CurrentReader,
@@ -14,7 +21,7 @@ from service.api.deps import (
     UserId,
 )
 from service.api.errors import documented
-from service.api.idempotency import CREATED, CreationDep
+from service.api.idempotency import CREATED, IDEMPOTENT, CreationDep
 from service.errors import Conflict, NotAuthenticated
 from service.models import User
 from service.paging import Page
@@ -28,29 +35,31 @@ router = APIRouter(prefix="/users", tags=["users"])
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses=documented(Conflict) | CREATED,
+    openapi_extra=IDEMPOTENT,
     summary="Sign up (no token needed)",
 )
 async def create_user(
     password_hash: NewPasswordHash, data: UserCreate, session: SessionDep, reply: CreationDep
 ) -> Response:
-    if replayed := await reply.replay(caller_id=None, password=data.password):
+    if replayed := await reply.replay(session, caller_id=None, password=data.password):
         return replayed
     assert password_hash is not None  # data holds a valid password: new_password_hash hashed it
     user = await users.create_user(session, data=data, password_hash=password_hash)
-    return reply.created(user, UserRead, location=f"/users/{user.id}", password_hash=password_hash)
+    location = f"/users/{user.id}"
+    return reply.created(session, user, UserRead, location=location, password_hash=password_hash)
 
 
 @router.get(
     "/me",
     response_model=UserRead,
-    responses=documented(NotAuthenticated) | FRESH,
     summary="The user the token belongs to",
+    **reads_one(NotAuthenticated),
 )
 async def me(caller: CurrentReader, read: ReadOne) -> User | Response:
     return read(caller)
 
 
-@router.get("/{user_id}", response_model=UserRead, responses=READ_ONE, summary="Get a user")
+@router.get("/{user_id}", response_model=UserRead, summary="Get a user", **READ_ONE)
 async def get_user(
     _caller: CurrentReader, user_id: UserId, session: ReadSessionDep, read: ReadOne
 ) -> User | Response:
@@ -64,9 +73,7 @@ async def list_users(
     return Page[UserRead].of(*await users.list_users(session, after=cursor, limit=limit))
 
 
-@router.patch(
-    "/{user_id}", response_model=UserRead, responses=CHANGE_ONE, summary="Change your own fields"
-)
+@router.patch("/{user_id}", response_model=UserRead, summary="Change your own fields", **CHANGE_ONE)
 async def update_user(
     password_hash: NewPasswordHash,
     caller: CurrentUser,
