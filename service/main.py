@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
-from service import logs, observability
+from service import logs, observability, tracing
 from service.api import auth, errors, health, items, users
 from service.api.idempotency import REPLAYED
 from service.api.limits import BodyLimit
@@ -49,7 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     database = app.state.database = open_database(settings)
     tracer_provider: TracerProvider | None = app.state.tracer_provider
     if tracer_provider is not None:
-        observability.trace_statements(database, tracer_provider)
+        tracing.trace_statements(database, tracer_provider)
     # What exists now (FastAPI, pydantic, SQLAlchemy, our app) lives as long as the process;
     # frozen, the cyclic collector stops rescanning it on every full collection.
     gc.collect()
@@ -65,7 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("database connections closed")
         observability.forget_this_process(settings)
         if tracer_provider is not None:
-            observability.untrace_statements()
+            tracing.untrace_statements()
             tracer_provider.shutdown()  # sends the spans still buffered
 
 
@@ -93,7 +93,7 @@ def create_app(settings: Settings, *, tracer_provider: "TracerProvider | None" =
     observability.document_request_ids(app)
     errors.install(app)
     if tracer_provider is None and settings.OTEL_EXPORTER_OTLP_ENDPOINT:
-        tracer_provider = observability.otlp_tracer_provider()
+        tracer_provider = tracing.otlp_tracer_provider()
     app.state.tracer_provider = tracer_provider
     if settings.CORS_ORIGINS:
         # Inside RequestContext, so that a preflight gets its request id and access line too.
@@ -111,7 +111,7 @@ def create_app(settings: Settings, *, tracer_provider: "TracerProvider | None" =
         tracing=tracer_provider is not None,
     )
     if tracer_provider is not None:
-        observability.trace_requests(app, tracer_provider)  # outermost: spans the whole request
+        tracing.trace_requests(app, tracer_provider)  # outermost: spans the whole request
     return app
 
 

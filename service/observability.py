@@ -1,12 +1,11 @@
 """What an operator sees, besides the log lines (service/logs.py): request ids, the access
-line, Prometheus metrics, traces.
+line, Prometheus metrics (traces: service/tracing.py).
 
 - RequestContext, the outermost middleware of ours, gives each request its id (X-Request-ID),
   writes its one access-log line, counts it in the metrics, and answers 500 to an exception no
   handler took, logging it once.
 - Metrics are prometheus_client's, in its multiprocess mode when PROMETHEUS_MULTIPROC_DIR is
   set (`python -m service` sets it for more than one worker).
-- Traces (the `otel` extra) are OpenTelemetry's FastAPI and SQLAlchemy instrumentations.
 """
 
 import asyncio
@@ -16,7 +15,7 @@ import os
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -37,9 +36,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import Settings
 from service.db import Database
-
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -223,44 +219,3 @@ def forget_this_process(settings: Settings) -> None:
     """At a worker's exit: its gauges leave the multiprocess sums."""
     if settings.PROMETHEUS_MULTIPROC_DIR is not None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
-
-
-def otlp_tracer_provider() -> "TracerProvider":
-    """Spans exported over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (the SDK reads it)."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    provider = TracerProvider(resource=Resource.create({"service.name": "service"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return provider
-
-
-def trace_requests(app: FastAPI, provider: "TracerProvider") -> None:
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=provider, excluded_urls="/health,/health/live,/metrics"
-    )
-
-
-def trace_statements(database: Database, provider: "TracerProvider") -> None:
-    # The async engines' sync_engine is where SQLAlchemy's events fire. Spans carry the
-    # statement's text, never its parameters. skip_dep_check: the package declares
-    # "sqlalchemy < 2.1" (open-telemetry/opentelemetry-python-contrib#2971), older than 2.1
-    # itself; tests/test_observability.py shows the spans on 2.1.
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-    SQLAlchemyInstrumentor().instrument(
-        engines=[database.engine.sync_engine, database.read_engine.sync_engine],
-        tracer_provider=provider,
-        skip_dep_check=True,
-    )
-
-
-def untrace_statements() -> None:
-    """Undo trace_statements, so that a next engine in this process can be traced."""
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-    SQLAlchemyInstrumentor().uninstrument()
