@@ -115,14 +115,11 @@ def wait_for_other_runs(connection: Connection) -> None:
     """On Postgres: queue behind any other migration run, then bound every lock wait.
 
     Alembic has no lock of its own: concurrent upgrades queue on an advisory lock, and each
-    then reads the version table afresh. Then a migration waits at most MIGRATION_LOCK_TIMEOUT
-    for a table's lock: an ALTER queued behind a long transaction would make every query of
-    that table queue behind it. It fails instead (and run() tries again).
-
-    On a connection in a transaction (Alembic's cookbook: migrations in the caller's
-    transaction), both last as long as it. Otherwise both belong to the session, so they
-    outlast the commits of each migration and of autocommit_block(), and this commits.
-    """
+    then reads the version table afresh. A migration then waits at most MIGRATION_LOCK_TIMEOUT
+    for a table's lock, since an ALTER queued behind a long transaction makes every query of
+    that table queue behind it; it fails instead (and run() tries again). Both last as long as
+    the caller's transaction (the cookbook's branch), else the session: they outlast the
+    commits of each migration and of autocommit_block()."""
     if connection.dialect.name != "postgresql":
         return
     session = not connection.in_transaction()
@@ -232,13 +229,9 @@ def run(migrate: Callable[[], Awaitable[None]]) -> None:
                     " migration that completed (`alembic current`)."
                 ) from None
             pause = timeout * 2**attempt
-            log.warning(
-                "lock timeout: waited %g s for a table's lock; retrying in %g s (retry %d of %d)",
-                timeout,
-                pause,
-                attempt + 1,
-                LOCK_RETRIES,
-            )
+            retry = f"retry {attempt + 1} of {LOCK_RETRIES}"
+            waited = f"lock timeout: waited {timeout:g} s for a table's lock"
+            log.warning("%s; retrying in %g s (%s)", waited, pause, retry)
             time.sleep(pause)
         except Exception as exc:
             _fail_in_one_line(exc)

@@ -142,7 +142,9 @@ async def _advisory_locks(url: URL) -> int:
     conn = await asyncpg.connect(**asyncpg_args(url))
     try:
         count: int = await conn.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1",
+            # This database's only: tests running beside this one migrate databases of their own.
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             migrating.MIGRATION_LOCK_ID,
         )
         return count
