@@ -4,7 +4,7 @@ service/preconditions.py), and what each documents in the OpenAPI schema.
 
 The dependencies read their header from the request, and the route options below document it
 (openapi_extra), rather than declaring it a FastAPI Header parameter: one such parameter cost
-about 80,000 instructions a request, a twentieth of a PATCH (docs/benchmark.md).
+about 80,000 instructions a request, 2.5 % of a PATCH (docs/benchmark.md).
 """
 
 from dataclasses import dataclass
