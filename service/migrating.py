@@ -2,7 +2,7 @@
 
 - settings():            the database URL and timeouts, from the service's settings
 - create_engine():       the engine a migration run uses
-- options():             how autogenerate writes a migration, and how migrations run
+- options():             how migrations run, and autogenerate's hooks (service/autogenerate.py)
 - wait_for_other_runs(): on Postgres, one run at a time, each lock wait bounded
 - sqlite_ids_kept():     on SQLite, a table batch mode recreates keeps AUTOINCREMENT
 - run():                 retries after a lock timeout; a failure to connect in one line
@@ -15,19 +15,17 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
-from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
-from sqlalchemy import Connection, DefaultClause, Inspector, Table, event, text
+from sqlalchemy import Connection, Inspector, Table, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlalchemy.sql.functions import FunctionElement
 
+from service import autogenerate
 from service.config import ConfigError, Settings, load_settings
 from service.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_transactions
-from service.models import UTCDateTime
 from service.outages import unavailable_reason
 
 log = logging.getLogger("alembic.env")
@@ -67,8 +65,8 @@ def options(config: Config) -> dict[str, Any]:
     """context.configure()'s options beyond the template's, online and offline."""
     return {
         "compare_type": True,
-        "render_item": render_item,
-        "process_revision_directives": _skip_empty_revision(config),
+        "render_item": autogenerate.render_item,
+        "process_revision_directives": autogenerate.revision_directives(config),
         # Batch mode on every database, so that a migration written against either runs on
         # both: SQLite, which has little ALTER TABLE, recreates the table; Postgres gets ALTERs.
         "render_as_batch": True,
@@ -76,34 +74,6 @@ def options(config: Config) -> dict[str, Any]:
         # whole run, and a run that fails keeps the migrations before the one that failed.
         "transaction_per_migration": True,
     }
-
-
-def render_item(type_: str, obj: Any, _autogen_context: AutogenContext) -> str | Literal[False]:
-    """Write what autogenerate would write for one database only in a form both run."""
-    # Our TypeDecorator is a Python-side detail; the column is a plain timestamptz.
-    if type_ == "type" and isinstance(obj, UTCDateTime):
-        return "sa.DateTime(timezone=True)"
-    # A server default such as func.now() is written as SQL the database at hand compiled it
-    # to (`now()`, which SQLite lacks); as a function it compiles for each database anew.
-    if (
-        type_ == "server_default"
-        and isinstance(obj, DefaultClause)
-        and isinstance(obj.arg, FunctionElement)
-        and not obj.arg.clauses.clauses
-    ):
-        return f"sa.func.{obj.arg.name}()"
-    return False
-
-
-def _skip_empty_revision(config: Config) -> Callable[[Any, Any, list[Any]], None]:
-    def skip(_context: Any, _revision: Any, directives: list[Any]) -> None:
-        # `revision --autogenerate` with nothing to do writes no file (Alembic's cookbook).
-        autogenerate = getattr(config.cmd_opts, "autogenerate", False)
-        if autogenerate and directives[0].upgrade_ops.is_empty():
-            directives[:] = []
-            print("No changes in schema detected; no migration written.")
-
-    return skip
 
 
 def lock_timeout(settings: Settings) -> str:

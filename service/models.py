@@ -98,9 +98,10 @@ class Versioned:
     made from one version only the first finds its row (the second: StaleDataError). A
     resource's ETag is its version (service/preconditions.py)."""
 
-    # No server_default here, though the migration gives the column DEFAULT 1 (for the rows a
-    # previous release inserts): with one, SQLAlchemy reads each new version back with
-    # RETURNING after every UPDATE: 150,000 instructions a PATCH (docs/benchmark.md).
+    # No server_default here: with one, SQLAlchemy reads each new version back with RETURNING
+    # after every UPDATE, 150,000 instructions a PATCH (docs/benchmark.md). A migration that
+    # adds the column gives it DEFAULT 1 (service/autogenerate.py), for rows already there and
+    # for the rows a previous release inserts.
     version: Mapped[int]
 
     @declared_attr.directive

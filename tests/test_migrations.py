@@ -463,3 +463,35 @@ async def test_model_written_as_the_docs_teach_autogenerates_a_migration_that_pa
     assert script is not None
     findings = squawk(config, script)
     assert findings == [], report(findings)
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgres"])
+async def test_versioned_added_to_a_table_with_rows_autogenerates_a_migration_that_runs(
+    tmp_path: Path, postgres_server: URL, backend_name: str
+) -> None:
+    backend = Backend(backend_name, postgres_server if backend_name == "postgres" else None)
+    copy = copy_of_project(tmp_path / "project")
+    models = copy / "service" / "models.py"
+    models.write_text(models.read_text() + TEXTBOOK_MODEL)
+    async with empty_database(backend, tmp_path) as url:
+        _cli_ok(await alembic_cli(url, "upgrade", "head", cwd=copy))
+        _cli_ok(await alembic_cli(url, "revision", "--autogenerate", "-m", "notes", cwd=copy))
+        _cli_ok(await alembic_cli(url, "upgrade", "head", cwd=copy))
+        engine = migrating.create_engine(settings_for(url))
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO users (email, name) VALUES ('a@x.io', 'A')"))
+            await conn.execute(text("INSERT INTO notes (owner_id, text) VALUES (1, 'kept')"))
+        models.write_text(
+            models.read_text().replace("class Note(Base)", "class Note(Versioned, Base)")
+        )
+        _cli_ok(
+            await alembic_cli(url, "revision", "--autogenerate", "-m", "note versions", cwd=copy)
+        )
+
+        _cli_ok(await alembic_cli(url, "upgrade", "head", cwd=copy))  # with a row in notes
+
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT text, version FROM notes"))).all()
+        await engine.dispose()
+        assert "No new upgrade operations" in _cli_ok(await alembic_cli(url, "check", cwd=copy))
+    assert [tuple(row) for row in rows] == [("kept", 1)]

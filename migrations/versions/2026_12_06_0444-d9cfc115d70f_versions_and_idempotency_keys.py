@@ -3,8 +3,7 @@
 An expand step. `version` is NOT NULL with a constant default: on Postgres only the catalog
 changes. The previous release's INSERTs get version 1; its UPDATEs leave the version as it
 was, so a write it makes while the two releases serve together does not move an ETag. The
-default is written here by hand: the model leaves it out (service/models.py, Versioned), and
-autogenerate does not compare server defaults.
+model leaves the default out (service/models.py, Versioned); service/autogenerate.py writes it.
 
 Revision ID: d9cfc115d70f
 Revises: 8590bf58153e
