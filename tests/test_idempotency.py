@@ -148,8 +148,13 @@ async def test_malformed_key_answers_422(client: httpx.AsyncClient, me: Account,
         headers=[(b"Idempotency-Key", key.encode())],
     )
 
+    schema = await client.get("/openapi.json")
+    parameters = schema.json()["paths"]["/users/{user_id}/items"]["post"]["parameters"]
+    (documented,) = [p for p in parameters if p["name"] == "Idempotency-Key"]
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["header", "Idempotency-Key"]
+    assert error["ctx"]["pattern"] == documented["schema"]["pattern"]  # the rule the schema states
 
 
 async def _expire_every_key(connection: AsyncConnection) -> None:

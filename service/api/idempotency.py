@@ -125,16 +125,17 @@ class Creation:
 async def creation(request: Request) -> Creation:
     key = request.headers.get("idempotency-key")
     if key is not None and not _KEY.fullmatch(key):
-        problem = "1 to 255 printable ASCII characters"
-        raise _invalid_key(key, f"Idempotency-Key must be {problem}", "string_pattern_mismatch")
+        message = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+        pattern = {"pattern": _KEY_PATTERN}  # the ctx of FastAPI's own pattern errors
+        raise _invalid_key(key, message, "string_pattern_mismatch", ctx=pattern)
     settings: Settings = request.app.state.settings
     return Creation(request, key, timedelta(seconds=settings.IDEMPOTENCY_TTL))
 
 
-def _invalid_key(key: str, message: str, kind: str) -> RequestValidationError:
+def _invalid_key(key: str, message: str, kind: str, **ctx: Any) -> RequestValidationError:
     """A 422 in FastAPI's shape, about the request's Idempotency-Key."""
-    loc = ("header", "Idempotency-Key")
-    return RequestValidationError([{"type": kind, "loc": loc, "msg": message, "input": key}])
+    error = {"type": kind, "loc": ("header", "Idempotency-Key"), "msg": message, "input": key}
+    return RequestValidationError([error | ctx])
 
 
 CreationDep = Annotated[Creation, Depends(creation)]
