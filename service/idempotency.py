@@ -66,11 +66,11 @@ async def first_response(
     stored = (
         await session.execute(_BY_KEY, {"caller_id": caller_id, "key": key})
     ).scalar_one_or_none()
-    if stored is not None and stored.expires_at <= moment:  # not yet among those removed
+    if stored is None:
+        return None
+    if stored.expires_at <= moment:  # expired, but not yet among those removed
         await session.delete(stored)
         await session.flush()
-        return None
-    if stored is None:
         return None
     if stored.fingerprint != fingerprint or not await _same_password(stored, password):
         raise KeyReused

@@ -14,9 +14,6 @@ from service.paging import keyset_page
 from service.preconditions import Precondition
 from service.schemas import UserCreate, UserRead, UserUpdate
 
-# What a write finds when the caller's own account was deleted under it.
-_GONE = NotAuthenticated("your account no longer exists")
-
 # Statements built once, at import: building one costs more than running it.
 # A new row by one ORM INSERT ... RETURNING: the User it gives is in the session as if added
 # and flushed, for less work per request than add() and flush() (docs/benchmark.md).
@@ -67,6 +64,11 @@ async def get_own_account(session: ReadSession, user_id: int, *, caller: User) -
     return caller
 
 
+def _account_gone() -> NotAuthenticated:
+    """What a write finds when the caller's own account was deleted under it."""
+    return NotAuthenticated("your account no longer exists")
+
+
 async def update_user(
     session: WriteSession,
     user_id: int,
@@ -87,7 +89,7 @@ async def update_user(
         await auth.revoke_other_tokens(session, user_id=user.id, keep=keep_token)
     user.apply(changes)
     try:
-        await if_match.save(session, user, gone=_GONE)
+        await if_match.save(session, user, gone=_account_gone())
     except IntegrityError as exc:
         raise _email_taken(exc, changes.get("email", "")) from None
     return user
@@ -98,4 +100,4 @@ async def delete_user(
 ) -> None:
     """Delete the user; the database deletes their items and tokens (ON DELETE CASCADE)."""
     user = await get_own_account(session, user_id, caller=caller)
-    await if_match.delete(session, user, gone=_GONE)
+    await if_match.delete(session, user, gone=_account_gone())
