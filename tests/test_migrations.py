@@ -412,10 +412,11 @@ async def test_migration_with_autocommit_block_runs_as_the_test_fixtures_migrate
 
 
 # A model as SQLAlchemy's ORM quick start writes one: plain Mapped[int] key and foreign key.
+# Named so as not to meet a model of the user's own (the suite runs on their tree too).
 TEXTBOOK_MODEL = """
 
-class Note(Base):
-    __tablename__ = "notes"
+class TextbookSample(Base):
+    __tablename__ = "textbook_samples"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -441,14 +442,14 @@ async def test_model_written_as_the_docs_teach_autogenerates_a_migration_that_pa
         before = set(versions.glob("*.py"))
         async with empty_database(backend, tmp_path) as url:
             _cli_ok(await alembic_cli(url, "upgrade", "head", cwd=copy))
-            _cli_ok(await alembic_cli(url, "revision", "--autogenerate", "-m", "notes", cwd=copy))
+            _cli_ok(await alembic_cli(url, "revision", "--autogenerate", "-m", "samples", cwd=copy))
         (migration,) = set(versions.glob("*.py")) - before
         written.append(migration.rename(tmp_path / f"{backend.name}.py"))
 
     sqlite_made, postgres_made = written
     assert _body(sqlite_made) == _body(postgres_made)  # the same from either database
     assert 'sa.BigInteger().with_variant(sa.Integer(), "sqlite")' in sqlite_made.read_text()
-    postgres_made.rename(versions / "2099_01_01_0000-notes.py")
+    postgres_made.rename(versions / "2099_01_01_0000-samples.py")
     ini = copy / "alembic.ini"
     for backend in backends:  # runs on both, and leaves models and migrations agreeing
         async with empty_database(backend, tmp_path) as url:
@@ -475,23 +476,27 @@ async def test_versioned_added_to_a_table_with_rows_autogenerates_a_migration_th
     models.write_text(models.read_text() + TEXTBOOK_MODEL)
     async with empty_database(backend, tmp_path) as url:
         _cli_ok(await alembic_cli(url, "upgrade", "head", cwd=copy))
-        _cli_ok(await alembic_cli(url, "revision", "--autogenerate", "-m", "notes", cwd=copy))
+        _cli_ok(await alembic_cli(url, "revision", "--autogenerate", "-m", "samples", cwd=copy))
         _cli_ok(await alembic_cli(url, "upgrade", "head", cwd=copy))
         engine = migrating.create_engine(settings_for(url))
         async with engine.begin() as conn:
             await conn.execute(text("INSERT INTO users (email, name) VALUES ('a@x.io', 'A')"))
-            await conn.execute(text("INSERT INTO notes (owner_id, text) VALUES (1, 'kept')"))
+            await conn.execute(
+                text("INSERT INTO textbook_samples (owner_id, text) VALUES (1, 'kept')")
+            )
         models.write_text(
-            models.read_text().replace("class Note(Base)", "class Note(Versioned, Base)")
+            models.read_text().replace(
+                "class TextbookSample(Base)", "class TextbookSample(Versioned, Base)"
+            )
         )
         _cli_ok(
-            await alembic_cli(url, "revision", "--autogenerate", "-m", "note versions", cwd=copy)
+            await alembic_cli(url, "revision", "--autogenerate", "-m", "sample versions", cwd=copy)
         )
 
-        _cli_ok(await alembic_cli(url, "upgrade", "head", cwd=copy))  # with a row in notes
+        _cli_ok(await alembic_cli(url, "upgrade", "head", cwd=copy))  # with a row in the table
 
         async with engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT text, version FROM notes"))).all()
+            rows = (await conn.execute(text("SELECT text, version FROM textbook_samples"))).all()
         await engine.dispose()
         assert "No new upgrade operations" in _cli_ok(await alembic_cli(url, "check", cwd=copy))
     assert [tuple(row) for row in rows] == [("kept", 1)]
